@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+// Every build setting of kvscope lives here: `swift build -c release` alone builds a working binary.
+import PackageDescription
+import Foundation
+
+let optimize: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+]
+
+var package = Package(
+    name: "kvscope",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "kvscope", targets: ["kvscope"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C bridges: system libraries and nothing else.
+        .systemLibrary(name: "CLapack", path: "Sources/CLapack"),
+        .systemLibrary(name: "CNcurses", path: "Sources/CNcurses"),
+
+        // Numerics: the only Swift module that imports CLapack.
+        .target(name: "LinearAlgebra", dependencies: ["CLapack"], swiftSettings: optimize),
+
+        // Files: safetensors, GGUF, npy; memory-mapped, lazy.
+        .target(name: "TensorFiles", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
+
+        .executableTarget(
+            name: "kvscope",
+            dependencies: [
+                "LinearAlgebra",
+                "TensorFiles",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: optimize),
+
+        .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

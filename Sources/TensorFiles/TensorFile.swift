@@ -1,0 +1,48 @@
+/// One tensor in a model file, described without touching its data.
+public struct TensorInfo: Sendable, Equatable {
+    /// The tensor's name in the file (e.g. `blk.0.attn_k.weight`).
+    public var name: String
+    /// Shape in PyTorch order, outermost first: a weight is [out, in], whatever the file's order.
+    public var shape: [Int]
+    /// The dtype's display name: the GGML type name for GGUF (F32, Q4_1, …), the safetensors
+    /// dtype (F32, BF16, I64, …) otherwise.
+    public var dtype: String
+    /// Absolute offset of the first data byte in the file.
+    public var byteOffset: Int
+    /// Number of data bytes.
+    public var byteCount: Int
+
+    public init(name: String, shape: [Int], dtype: String, byteOffset: Int, byteCount: Int) {
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        self.byteOffset = byteOffset
+        self.byteCount = byteCount
+    }
+
+    /// Number of elements.
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// A model file opened lazily: headers are parsed on open, tensor data is read on demand.
+public protocol TensorFile: AnyObject, Sendable {
+    /// The path as given.
+    var path: String { get }
+    /// The tensors in file order.
+    var tensors: [TensorInfo] { get }
+    /// The mapped file.
+    var file: MappedFile { get }
+    /// The tensor's data converted to Float, row-major in ``TensorInfo/shape`` order.
+    /// - Throws: ``TensorFileError`` for a dtype that cannot be converted.
+    func floats(_ tensor: TensorInfo) throws -> [Float]
+}
+
+extension TensorFile {
+    /// The tensor named `name`, if present.
+    public func tensor(named name: String) -> TensorInfo? { tensors.first { $0.name == name } }
+
+    /// The raw bytes of a tensor (a view into the mapping; valid while the file is open).
+    public func rawBytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: file.bytes[tensor.byteOffset..<(tensor.byteOffset + tensor.byteCount)])
+    }
+}
