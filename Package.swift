@@ -27,16 +27,22 @@ var package = Package(
         // Files: safetensors, GGUF, npy; memory-mapped, lazy.
         .target(name: "TensorFiles", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
 
+        // Engines: pure math over LinearAlgebra.
+        .target(name: "Quantization", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [
                 "LinearAlgebra",
                 "TensorFiles",
+                "Quantization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
     ],
     swiftLanguageModes: [.v6]

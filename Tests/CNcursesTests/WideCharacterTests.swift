@@ -10,7 +10,7 @@ import Testing
             Issue.record("cannot open /dev/null"); return
         }
         defer { fclose(out); fclose(inp) }
-        if setlocale(LC_ALL, "") == nil || !String(cString: nl_langinfo(CODESET)).uppercased().contains("UTF") {
+        if setlocale(LC_ALL, "") == nil || !String(cString: nl_langinfo(nl_item(CODESET))).uppercased().contains("UTF") {
             _ = setlocale(LC_ALL, "C.UTF-8")
         }
         guard let screen = newterm("xterm-256color", out, inp) else {
@@ -18,7 +18,9 @@ import Testing
         }
         defer { endwin(); delscreen(screen) }
         let window = try #require(stdscrOf(screen))
-        #expect(kv_getmaxy(window) > 0 && kv_getmaxx(window) > 0)
+        let height = kv_getmaxy(window), width = kv_getmaxx(window)
+        #expect(height > 0)
+        #expect(width > 0)
         let braille: [wchar_t] = [0x28FF, 0x2801, 0]  // ⣿⠁
         braille.withUnsafeBufferPointer { _ = mvwaddwstr(window, 0, 0, $0.baseAddress) }
         var cell = cchar_t()
@@ -28,13 +30,14 @@ import Testing
         var pair: Int16 = 0
         _ = getcchar(&cell, &chars, &attrs, &pair, nil)
         #expect(chars[0] == 0x28FF)
-        #expect(kv_a_bold() != kv_a_normal())
+        let bold = kv_a_bold(), normal = kv_a_normal()
+        #expect(bold != normal)
         #expect(kv_key_f(1) > 0)
     }
 
     /// `stdscr` is a global Swift 6 refuses; after newterm the current screen's window is what
     /// `newwin(0, 0, 0, 0)` covers, so take a full-size window instead.
-    private func stdscrOf(_ screen: OpaquePointer) -> OpaquePointer? {
+    private func stdscrOf(_ screen: OpaquePointer) -> UnsafeMutablePointer<WINDOW>? {
         set_term(screen)
         return newwin(0, 0, 0, 0)
     }
