@@ -49,8 +49,13 @@ public func gemm(_ a: Matrix, _ transA: Transpose = .none, _ b: Matrix, _ transB
     }
 }
 
+/// A · B as a new matrix.
+public func matmul(_ a: Matrix, _ b: Matrix) throws -> Matrix {
+    try matmul(a, .none, b, .none)
+}
+
 /// op(A) · op(B) as a new matrix.
-public func matmul(_ a: Matrix, _ transA: Transpose = .none, _ b: Matrix, _ transB: Transpose = .none) throws -> Matrix {
+public func matmul(_ a: Matrix, _ transA: Transpose, _ b: Matrix, _ transB: Transpose = .none) throws -> Matrix {
     let m = transA == .none ? a.rows : a.cols
     let n = transB == .none ? b.cols : b.rows
     var c = Matrix(rows: m, cols: n)
@@ -83,8 +88,13 @@ public func gemv(_ a: Matrix, _ trans: Transpose = .none, _ x: [Float],
     }
 }
 
+/// A · x as a new vector.
+public func matvec(_ a: Matrix, _ x: [Float]) throws -> [Float] {
+    try matvec(a, .none, x)
+}
+
 /// op(A) · x as a new vector.
-public func matvec(_ a: Matrix, _ trans: Transpose = .none, _ x: [Float]) throws -> [Float] {
+public func matvec(_ a: Matrix, _ trans: Transpose, _ x: [Float]) throws -> [Float] {
     var y = [Float](repeating: 0, count: trans == .none ? a.rows : a.cols)
     try gemv(a, trans, x, into: &y)
     return y

@@ -17,20 +17,18 @@ struct BenchSVD: ParsableCommand {
 
     @Option(help: "Rows of the matrix.") var rows = 4096
     @Option(help: "Columns of the matrix.") var cols = 1024
-    @Option(help: "Timed repetitions (after one warm-up).") var repeat_ = 5
+    @Option(name: .customLong("repeat"), help: "Timed repetitions (after one warm-up).") var repetitions = 5
     @Flag(help: "Print one JSON document on stdout.") var json = false
 
-    enum CodingKeys: String, CodingKey { case rows, cols, repeat_ = "repeat", json }
-
     func validate() throws {
-        guard rows > 0, cols > 0, repeat_ > 0 else { throw ValidationError("rows, cols and repeat must be positive") }
+        guard rows > 0, cols > 0, repetitions > 0 else { throw ValidationError("rows, cols and repeat must be positive") }
     }
 
     func run() throws {
         let a = Matrix.gaussian(rows: rows, cols: cols, seed: 42)
         _ = try singularValues(a)
         var times: [Double] = []
-        for _ in 0..<repeat_ {
+        for _ in 0..<repetitions {
             let t0 = DispatchTime.now().uptimeNanoseconds
             _ = try singularValues(a)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
@@ -42,7 +40,7 @@ struct BenchSVD: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "singular values of %dx%d: median %.3f s over %d runs", rows, cols, median, repeat_))
+            print(String(format: "singular values of %dx%d: median %.3f s over %d runs", rows, cols, median, repetitions))
         }
     }
 }
