@@ -30,6 +30,9 @@ var package = Package(
         // Engines: pure math over LinearAlgebra.
         .target(name: "Quantization", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
 
+        // UI: cell buffer, widgets, braille plots, themes. No ncurses here.
+        .target(name: "TerminalUI", swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [
@@ -43,6 +46,7 @@ var package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
     ],
     swiftLanguageModes: [.v6]
