@@ -33,6 +33,9 @@ var package = Package(
         // UI: cell buffer, widgets, braille plots, themes. No ncurses here.
         .target(name: "TerminalUI", swiftSettings: optimize),
 
+        // The only module that imports CNcurses: paints buffers, reads keys, restores the terminal.
+        .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [

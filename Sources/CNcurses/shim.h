@@ -8,6 +8,7 @@
 #define _XOPEN_SOURCE_EXTENDED 1
 #endif
 #include <locale.h>
+#include <langinfo.h>
 #include <wchar.h>
 #include <curses.h>
 
@@ -23,4 +24,7 @@ static inline attr_t kv_color_pair(short n) { return COLOR_PAIR(n); }
 static inline int kv_key_f(int n) { return KEY_F(n); }
 static inline int kv_colors(void) { return COLORS; }
 static inline int kv_color_pairs(void) { return COLOR_PAIRS; }
+static inline mmask_t kv_button1_clicked(void) { return BUTTON1_CLICKED | BUTTON1_PRESSED | BUTTON1_RELEASED; }
+static inline int kv_key_code_yes(void) { return KEY_CODE_YES; }
+static inline int kv_err(void) { return ERR; }
 #endif
