@@ -173,11 +173,13 @@ public final class NpyFile: TensorFile {
             throw TensorFileError(path: path, "\(values.count) values do not fill shape \(shape)")
         }
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
-        let dict = "{'descr': '\(dtype.rawValue)', 'fortran_order': False, 'shape': \(shapeText), }"
-        // Pad with spaces so that magic + version + length + header is a multiple of 64, ending in '\n'.
+        // As numpy writes it: room for the first axis to grow to 21 digits, then spaces so that
+        // magic + version + length + header is a multiple of 64 (1 to 64 of them), then '\n'.
+        var dict = "{'descr': '\(dtype.rawValue)', 'fortran_order': False, 'shape': \(shapeText), }"
+        if let first = shape.first { dict += String(repeating: " ", count: max(0, 21 - String(first).count)) }
         func padded(lengthBytes: Int) -> [UInt8] {
             let unpadded = 6 + 2 + lengthBytes + dict.utf8.count + 1
-            let pad = (64 - unpadded % 64) % 64
+            let pad = 64 - unpadded % 64
             return Array(dict.utf8) + [UInt8](repeating: 0x20, count: pad) + [0x0A]
         }
         var major = version ?? 1

@@ -84,7 +84,10 @@ struct JSONParser {
     }
 
     func error(_ message: String) -> TensorFileError {
-        TensorFileError(path: path, "bad JSON: \(message)", at: "offset \(baseOffset + offset)")
+        if peek == nil, !message.hasPrefix("unexpected end") {
+            return TensorFileError(path: path, "bad JSON: unexpected end of input (\(message))", at: "offset \(baseOffset + offset)")
+        }
+        return TensorFileError(path: path, "bad JSON: \(message)", at: "offset \(baseOffset + offset)")
     }
 
     var peek: UInt8? { offset < bytes.count ? bytes[offset] : nil }
@@ -124,6 +127,7 @@ struct JSONParser {
         if peek == UInt8(ascii: "}") { offset += 1; return .object(members) }
         while true {
             skipWhitespace()
+            guard peek != nil else { throw error("unexpected end of input") }
             guard peek == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyOffset = offset
             let key = try string()
