@@ -326,3 +326,68 @@ private func roles(_ c: ModelCatalog, layer: Int) -> [String: TensorRole] {
         #expect(k3.storage == raw)
     }
 }
+
+/// The catalog on SmolLM2's real GGUF header, as gguf-py reads it (Tests/Reference/catalog_smollm2.py).
+@Suite struct ModelCatalogSmolLM2Tests {
+    static func header() throws -> (tensors: [TensorInfo], metadata: [String: MetadataValue], tokens: Int) {
+        let doc = try #require(try TestPaths.json("Tests/Golden/catalog/smollm2.json") as? [String: Any])
+        let list = try #require(doc["tensors"] as? [[String: Any]])
+        var offset = 0
+        let tensors = try list.map { d -> TensorInfo in
+            let bytes = try #require(d["bytes"] as? Int)
+            defer { offset += bytes }
+            return TensorInfo(name: try #require(d["name"] as? String), shape: try #require(d["shape"] as? [Int]),
+                              dtype: try #require(d["dtype"] as? String), byteOffset: offset, byteCount: bytes)
+        }
+        var metadata: [String: MetadataValue] = [:]
+        for (key, entry) in try #require(doc["metadata"] as? [String: [String: Any]]) {
+            switch (entry["type"] as? String, entry["value"]) {
+            case ("STRING", let s as String): metadata[key] = .string(s)
+            case ("UINT32", let n as Int): metadata[key] = .uint(UInt64(n))
+            case ("FLOAT32", let x as Double): metadata[key] = .float(x)
+            default: Issue.record("unexpected metadata \(key): \(entry)")
+            }
+        }
+        return (tensors, metadata, try #require(doc["tokenizer_tokens"] as? Int))
+    }
+
+    @Test func architectureFactsAndEveryTensorsRole() throws {
+        let (tensors, metadata, _) = try Self.header()
+        let c = try ModelCatalog(tensors: tensors, metadata: metadata, path: "SmolLM2.gguf")
+        let hp = try #require(c.hyperparameters)
+        #expect(hp.architecture == "llama" && hp.nLayers == 30 && hp.hiddenSize == 576)
+        #expect(hp.nHeads == 9 && hp.nKVHeads == 3 && hp.headDim == 64 && hp.kvDim == 192)
+        #expect(hp.vocabSize == 49152 && hp.contextLength == 8192 && hp.ffnSize == 1536)
+        #expect(hp.ropeTheta == 100_000 && hp.tiedEmbeddings)
+        #expect(abs((hp.normEps ?? 0) - 1e-5) < 1e-10)
+        #expect(c.entries.count == 272)
+        // Every tensor keeps its name, shape, GGML type and bytes, in file order.
+        #expect(c.entries.map(\.name) == tensors.map(\.name))
+        #expect(c.entries.map(\.dtype) == tensors.map(\.dtype))
+        #expect(c.entries.map(\.shape) == tensors.map(\.shape))
+        #expect(c.entries.map(\.byteCount) == tensors.map(\.byteCount))
+        for layer in 0..<30 {
+            let weights = c.entries(layer: layer)
+            #expect(weights.count == 9, "layer \(layer)")
+            #expect(Set(weights.map(\.role)) == [.q, .k, .v, .o, .gate, .up, .down, .norm])
+            #expect(c.entry(layer: layer, role: .k)?.shape == [192, 576])
+            #expect(c.entry(layer: layer, role: .q)?.shape == [576, 576])
+            #expect(c.entry(layer: layer, role: .down)?.shape == [576, 1536])
+        }
+        #expect(c.entry(layer: nil, role: .embed)?.dtype == "Q8_0")
+        #expect(c.entry(layer: nil, role: .embed)?.shape == [49152, 576])
+        #expect(c.entry(layer: nil, role: .norm)?.name == "output_norm.weight")
+        #expect(c.entry(layer: nil, role: .output) == nil)
+        #expect(!c.entries.contains { $0.role == .other })
+    }
+
+    @Test func vocabFallsBackToTheTokenList() throws {
+        var (tensors, metadata, tokens) = try Self.header()
+        metadata["llama.vocab_size"] = nil
+        metadata["tokenizer.ggml.tokens"] = .array([MetadataValue](repeating: .string("x"), count: tokens))
+        #expect(try ModelCatalog(tensors: tensors, metadata: metadata).hyperparameters?.vocabSize == 49152)
+        metadata["tokenizer.ggml.tokens"] = nil
+        tensors.removeAll { $0.name == "token_embd.weight" }
+        #expect(throws: TensorFileError.self) { try ModelCatalog(tensors: tensors, metadata: metadata) }
+    }
+}
