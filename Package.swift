@@ -51,6 +51,8 @@ var package = Package(
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
+        // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.
+        .testTarget(name: "KVScopeCLITests", dependencies: ["kvscope"]),
     ],
     swiftLanguageModes: [.v6]
 )

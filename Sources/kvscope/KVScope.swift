@@ -10,7 +10,8 @@ struct KVScope: ParsableCommand {
             With no subcommand, kvscope opens the explorer on the sample bundle in Samples/.
             """,
         version: KVScopeVersion.string,
-        subcommands: [Bench.self]
+        subcommands: [Bench.self,
+                      Inspect.self]
     )
 
     mutating func run() throws {

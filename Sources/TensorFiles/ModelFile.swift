@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The container formats kvscope reads.
+public enum ModelFileFormat: String, Sendable {
+    case gguf, safetensors, npy
+}
+
+/// An opened model file with its metadata and catalog.
+public struct OpenedModel: Sendable {
+    /// The tensor file (lazy: headers parsed, data untouched).
+    public let file: any TensorFile
+    public let format: ModelFileFormat
+    /// GGUF metadata, or the flattened config.json found beside a safetensors file
+    /// (empty when there is none), as given to the catalog.
+    public let metadata: [String: MetadataValue]
+    /// The architecture and the (layer, role) of every tensor.
+    public let catalog: ModelCatalog
+    /// The config.json that was read, if any.
+    public let configPath: String?
+}
+
+/// Opening model files by content.
+public enum ModelFiles {
+    /// Opens a GGUF file and returns it with its metadata.
+    public typealias GGUFOpener = @Sendable (String) throws -> (file: any TensorFile, metadata: [String: MetadataValue])
+
+    /// How GGUF files are opened. GGUF support lives in `GGUFFile`, built on another branch.
+    // MERGE: replace `nil` with `{ let f = try GGUFFile(path: $0); return (f, f.metadata) }`.
+    public static let ggufOpener: GGUFOpener? = nil
+
+    /// Detects the format from the first bytes (GGUF and npy magic), then the extension.
+    /// - Throws: ``TensorFileError`` when the format is none of GGUF, safetensors and npy.
+    public static func detectFormat(_ file: MappedFile) throws -> ModelFileFormat {
+        let b = file.bytes
+        if b.count >= 4, b[0] == 0x47, b[1] == 0x47, b[2] == 0x55, b[3] == 0x46 { return .gguf }  // "GGUF"
+        if b.count >= 6, NpyFile.magic.indices.allSatisfy({ b[$0] == NpyFile.magic[$0] }) { return .npy }
+        if file.path.hasSuffix(".safetensors") { return .safetensors }
+        // A safetensors header: 8-byte length, then '{'.
+        if b.count >= 10, b[8] == UInt8(ascii: "{") { return .safetensors }
+        if file.path.hasSuffix(".npy") { return .npy }
+        if file.path.hasSuffix(".gguf") { return .gguf }
+        throw TensorFileError(path: file.path, "unrecognized format: not GGUF, safetensors or npy", at: "offset 0")
+    }
+
+    /// Opens a tensor file of any supported format, by content.
+    /// - Throws: ``TensorFileError`` for an unreadable or malformed file.
+    public static func openTensorFile(path: String) throws -> (file: any TensorFile, format: ModelFileFormat, metadata: [String: MetadataValue]) {
+        let mapped = try MappedFile(path: path)
+        switch try detectFormat(mapped) {
+        case .gguf:
+            guard let opener = ggufOpener else {
+                throw TensorFileError(path: path, "GGUF files are not supported by this build")
+            }
+            let (f, md) = try opener(path)
+            return (f, .gguf, md)
+        case .safetensors:
+            let f = try SafeTensorsFile(file: mapped)
+            return (f, .safetensors, [:])
+        case .npy:
+            return (try NpyFile(file: mapped), .npy, [:])
+        }
+    }
+
+    /// Reads a config.json into flattened metadata.
+    /// - Throws: ``TensorFileError`` for unreadable or invalid JSON, or JSON that is not an object.
+    public static func readConfig(path: String) throws -> [String: MetadataValue] {
+        let mapped = try MappedFile(path: path)
+        let json = try JSONParser.parse(mapped.bytes, path: path)
+        guard case .object = json else { throw TensorFileError(path: path, "config is not a JSON object") }
+        return json.flattenedMetadata()
+    }
+}
+
+/// Opens a model (GGUF, safetensors or npy, picked by content) and catalogs its tensors.
+///
+/// For safetensors, `config.json` in the same directory supplies the hyper-parameters.
+/// - Throws: ``TensorFileError`` naming the file and what is wrong.
+public func openModel(path: String) throws -> OpenedModel {
+    let (file, format, fileMetadata) = try ModelFiles.openTensorFile(path: path)
+    var metadata = fileMetadata
+    var configPath: String?
+    if format == .safetensors {
+        let dir = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
+        let candidate = dir + "config.json"
+        if access(candidate, F_OK) == 0 {
+            metadata = try ModelFiles.readConfig(path: candidate)
+            configPath = candidate
+        }
+    }
+    let catalog = try ModelCatalog(tensors: file.tensors, metadata: metadata, path: path)
+    return OpenedModel(file: file, format: format, metadata: metadata, catalog: catalog, configPath: configPath)
+}

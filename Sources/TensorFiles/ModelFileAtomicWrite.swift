@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes a file atomically: the bytes go to a temporary file in the destination's directory,
+/// which is flushed and then renamed over the destination. Readers see the old file or the
+/// whole new one, never a partial write.
+public final class AtomicFileWriter {
+    /// The destination path.
+    public let path: String
+    private let temporaryPath: String
+    private var fd: Int32
+    private var done = false
+
+    /// Creates the temporary file next to `path`.
+    /// - Parameter overwrite: when false, an existing destination is an error (checked now and
+    ///   again at commit, which then uses a no-replace link).
+    /// - Throws: ``TensorFileError`` when the temporary file cannot be created.
+    public init(path: String, overwrite: Bool = true) throws {
+        self.path = path
+        if !overwrite, access(path, F_OK) == 0 {
+            throw TensorFileError(path: path, "refusing to overwrite an existing file")
+        }
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[...$0]) } ?? ""
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var template = Array("\(dir).\(base).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw TensorFileError(path: path, "cannot create a temporary file: \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        self.overwrite = overwrite
+        _ = fchmod(fd, 0o644)
+    }
+    private let overwrite: Bool
+
+    /// Appends bytes.
+    /// - Throws: ``TensorFileError`` on a write error (e.g. a full disk).
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            guard let base = bytes.baseAddress else { return }
+            let n = systemWrite(fd, base + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TensorFileError(path: path, "write failed: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+
+    /// Appends the bytes of an array.
+    public func write<T>(_ values: [T]) throws {
+        try values.withUnsafeBytes { try write($0) }
+    }
+
+    /// Flushes the temporary file to disk and renames it to the destination.
+    /// - Throws: ``TensorFileError`` when flushing or renaming fails (the temporary file is removed).
+    public func commit() throws {
+        guard !done else { throw TensorFileError(path: path, "already committed") }
+        done = true
+        defer { unlink(temporaryPath) }
+        guard fsync(fd) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw TensorFileError(path: path, "fsync failed: \(message)")
+        }
+        close(fd)
+        if overwrite {
+            guard rename(temporaryPath, path) == 0 else {
+                throw TensorFileError(path: path, "cannot rename the temporary file: \(String(cString: strerror(errno)))")
+            }
+        } else {
+            // link() fails with EEXIST instead of replacing, so a file created meanwhile survives.
+            guard link(temporaryPath, path) == 0 else {
+                throw TensorFileError(path: path, errno == EEXIST ? "refusing to overwrite an existing file"
+                                                                  : "cannot create: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    deinit {
+        if !done {
+            close(fd)
+            unlink(temporaryPath)
+        }
+    }
+}
+
+/// libc write(2), named apart from ``AtomicFileWriter/write(_:)``.
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
+}
