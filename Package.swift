@@ -29,6 +29,7 @@ var package = Package(
 
         // Engines: pure math over LinearAlgebra.
         .target(name: "Quantization", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
+        .target(name: "KVCompression", dependencies: ["LinearAlgebra", "Quantization"], swiftSettings: optimize),
 
         .executableTarget(
             name: "kvscope",
@@ -43,6 +44,7 @@ var package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
     ],
     swiftLanguageModes: [.v6]
