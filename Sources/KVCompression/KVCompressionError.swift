@@ -84,9 +84,8 @@ final class ProgressCounter: @unchecked Sendable {
 /// The first error (or cancellation) stops the remaining jobs and is rethrown.
 func parallelJobs(count: Int, cancellation: CancellationFlag?, _ job: @Sendable (Int) throws -> Void) throws {
     guard count > 0 else { return }
-    let previous = blasThreadCount
-    setBLASThreadCount(1)
-    defer { setBLASThreadCount(previous) }
+    SingleThreadedBLAS.enter()
+    defer { SingleThreadedBLAS.leave() }
     let firstError = ErrorBox()
     DispatchQueue.concurrentPerform(iterations: count) { index in
         if firstError.hasError || cancellation?.isCancelled == true { return }
@@ -94,6 +93,31 @@ func parallelJobs(count: Int, cancellation: CancellationFlag?, _ job: @Sendable 
     }
     if let e = firstError.error { throw e }
     try CancellationFlag.check(cancellation)
+}
+
+/// OpenBLAS's thread count is process-wide, so overlapping parallel regions (two background jobs)
+/// share one scope: the first to enter saves the count and sets 1, the last to leave restores it.
+enum SingleThreadedBLAS {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var depth = 0
+    nonisolated(unsafe) private static var saved = 1
+
+    static func enter() {
+        lock.withLock {
+            if depth == 0 {
+                saved = blasThreadCount
+                setBLASThreadCount(1)
+            }
+            depth += 1
+        }
+    }
+
+    static func leave() {
+        lock.withLock {
+            depth -= 1
+            if depth == 0 { setBLASThreadCount(saved) }
+        }
+    }
 }
 
 /// Keeps the first error thrown by parallel jobs.
