@@ -19,6 +19,9 @@ Outputs (all float64 math, numpy.linalg):
            by explicit reconstruction; and for activations e_kv(r, b) with b = 4, g = 8 and b = 3, one group
            per token: c = U_r^T k quantized asymmetrically per token in groups along the r channels
            (DESIGN.md §4, float32 arithmetic, round half to even), k_hat = U_r c_hat.
+           The activation basis U (eigh, descending) is stored too: quantized errors depend on the
+           exact directions inside near-degenerate eigenspaces, so the table is checked exactly on
+           numpy's U and only loosely on kvscope's own float32 eigenvectors.
 
 Usage: python3 Tests/Reference/kv_golden.py   (rewrites Tests/Golden/kv/kv_golden.json)
 """
@@ -119,6 +122,7 @@ def main():
         "generator": "Tests/Reference/kv_golden.py (numpy %s)" % np.__version__,
         "spectra": [spectrum(plain(48, 96, 1)), spectrum(plain(96, 48, 2)), spectrum(plain(40, 40, 3))],
         "kv": {"tokens": T, "hidden": D, "kv_size": DKV,
+               "activations_u": bases["activations"].tolist(),
                "singular_values": np.linalg.svd(k, compute_uv=False).tolist(),
                "errors": errors, "quantized": quantized},
     }

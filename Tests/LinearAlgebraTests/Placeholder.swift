@@ -1,0 +1,1 @@
+// local placeholder (untracked): main has this target directory uncommitted
