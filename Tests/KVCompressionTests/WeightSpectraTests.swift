@@ -204,3 +204,33 @@ final class CallCounter: @unchecked Sendable {
         }
     }
 }
+
+@Suite struct WeightSpectraTimingTests {
+    /// SmolLM2-shaped timing (30 layers × W_k, W_v of 192×576, Gaussian stand-ins): cold SVDs, then a warm
+    /// start from the disk cache. Prints the figures; the bounds are loose guards, not the acceptance
+    /// (which is measured on the real model in release at merge).
+    @Test func smolLM2ShapedColdAndWarm() throws {
+        let folder = try temporaryFolder("timing")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cache = SpectrumCache(directory: folder)
+        var matrices: [(k: Matrix, v: Matrix)] = []
+        for layer in 0..<30 {
+            let seed = UInt64(2 * layer)
+            matrices.append((Matrix.gaussian(rows: 192, cols: 576, seed: seed), Matrix.gaussian(rows: 192, cols: 576, seed: seed + 1)))
+        }
+        let weights = matrices
+        let key: @Sendable (Int, ProjectionKind) -> String = { "timing|\($0)|\($1.rawValue)" }
+        let clock = ContinuousClock()
+        var cold: [LayerSpectra] = []
+        let coldTime = try clock.measure {
+            cold = try computeWeightSpectra(layerCount: 30, cache: cache, cacheKey: key) { weights[$0] }
+        }
+        var warm: [LayerSpectra] = []
+        let warmTime = try clock.measure {
+            warm = try computeWeightSpectra(layerCount: 30, cache: cache, cacheKey: key) { weights[$0] }
+        }
+        #expect(warm == cold)
+        print("weight spectra, 60 SVDs of 192x576: cold \(coldTime), warm (cache) \(warmTime)")
+        #expect(coldTime < .seconds(20) && warmTime < .seconds(2))
+    }
+}
