@@ -1,1 +1,0 @@
-// local placeholder (untracked): main has this target directory uncommitted
