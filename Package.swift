@@ -29,6 +29,7 @@ var package = Package(
 
         // Engines: pure math over LinearAlgebra.
         .target(name: "Quantization", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
+        .target(name: "KVCompression", dependencies: ["LinearAlgebra", "Quantization"], swiftSettings: optimize),
 
         // UI: cell buffer, widgets, braille plots, themes. No ncurses here.
         .target(name: "TerminalUI", swiftSettings: optimize),
@@ -49,6 +50,7 @@ var package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.
