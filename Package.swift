@@ -37,12 +37,18 @@ var package = Package(
         // The only module that imports CNcurses: paints buffers, reads keys, restores the terminal.
         .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: optimize),
 
+        // App: session state, derived metrics, background jobs. Shared by the TUI and the CLI.
+        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra"],
+                swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [
                 "LinearAlgebra",
                 "TensorFiles",
                 "Quantization",
+                "KVCompression",
+                "ExplorerCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),

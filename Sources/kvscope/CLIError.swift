@@ -28,6 +28,16 @@ enum CLIError {
         } catch let error as CommandError {
             printError(error.description)
             throw ExitCode(1)
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as CleanExit {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            // Engine errors (LAPACK, quantization, KV compression) describe themselves.
+            printError(String(describing: error))
+            throw ExitCode(1)
         }
     }
 

@@ -11,7 +11,8 @@ struct KVScope: ParsableCommand {
             """,
         version: KVScopeVersion.string,
         subcommands: [Bench.self,
-                      Inspect.self]
+                      Inspect.self,
+                      Spectra.self]
     )
 
     mutating func run() throws {
