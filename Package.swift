@@ -57,6 +57,7 @@ var package = Package(
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression"]),
+        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.

@@ -28,9 +28,8 @@ public enum ModelFiles {
     /// Opens a GGUF file and returns it with its metadata.
     public typealias GGUFOpener = @Sendable (String) throws -> (file: any TensorFile, metadata: [String: MetadataValue])
 
-    /// How GGUF files are opened. GGUF support lives in `GGUFFile`, built on another branch.
-    // MERGE: replace `nil` with `{ let f = try GGUFFile(path: $0); return (f, f.metadata) }`.
-    public static let ggufOpener: GGUFOpener? = nil
+    /// How GGUF files are opened.
+    public static let ggufOpener: GGUFOpener? = { let f = try GGUFFile(path: $0); return (f, f.metadata) }
 
     /// Detects the format from the first bytes (GGUF and npy magic), then the extension.
     /// - Throws: ``TensorFileError`` when the format is none of GGUF, safetensors and npy.

@@ -145,48 +145,10 @@ final class CallCounter: @unchecked Sendable {
 
     // MARK: - SmolLM2 against gguf-py + numpy (Tests/Reference/kv_weight_spectra.py)
 
-    /// MERGE: checks W_k/W_v spectra of SmolLM2 against Tests/Golden/kv/smollm2_weight_spectra.json
-    /// (relative 1e-4). `load(layer, kind)` must return the dequantized weight in [out, in] order,
-    /// [192, 576]; plug in `GGUFFile.floats(_:)` of `blk.N.attn_k.weight` / `blk.N.attn_v.weight`
-    /// in ``smolLM2WeightSpectraMatchNumpy()`` below.
-    static func checkSmolLM2WeightSpectra(load: @escaping @Sendable (Int, ProjectionKind) throws -> Matrix) throws {
-        let golden = try loadGolden("smollm2_weight_spectra.json")
-        let layers = golden["layers"] as? [[String: Any]] ?? []
-        try #require(layers.count == 30)
-        let spectra = try computeWeightSpectra(layerCount: layers.count) { layer in
-            (try load(layer, .k), try load(layer, .v))
-        }
-        for (entry, computed) in zip(layers, spectra) {
-            for kind in ProjectionKind.allCases {
-                let g = entry[kind.rawValue] as? [String: Any] ?? [:]
-                let s = computed[kind]
-                #expect(s.rows == g["rows"] as? Int && s.cols == g["cols"] as? Int)
-                let want = doubles(g["singular_values"])
-                try #require(want.count == s.singularValues.count)
-                var worst = 0.0
-                for (got, w) in zip(s.singularValues, want) { worst = max(worst, abs(Double(got) - w) / w) }
-                #expect(worst <= 1e-4, "layer \(computed.layer) \(kind): worst relative error \(worst)")
-                let ranks = g["energy_rank"] as? [String: Int] ?? [:]
-                #expect(s.energyRank(0.9) == ranks["0.9"] && s.energyRank(0.95) == ranks["0.95"]
-                        && s.energyRank(0.99) == ranks["0.99"], "layer \(computed.layer) \(kind) energy ranks")
-            }
-        }
-    }
+    // SmolLM2's real spectra against this golden are checked end to end (GGUF → catalog →
+    // engine) in ExplorerCoreTests/SmolLM2SpectraTests.swift.
 
-    /// MERGE: enable once the GGUF reader is on this branch, replacing the closure body with the loader.
-    @Test(.disabled("MERGE: needs the GGUF reader (GGUFFile.floats) to load SmolLM2's W_k/W_v"))
-    func smolLM2WeightSpectraMatchNumpy() throws {
-        let model = repositoryRoot.appendingPathComponent("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-        try #require(FileManager.default.fileExists(atPath: model.path), "missing \(model.path): run `make models`")
-        try Self.checkSmolLM2WeightSpectra { _, _ in
-            // MERGE: let file = try GGUFFile(url: model)
-            //        return try Matrix(rows: 192, cols: 576,
-            //                          storage: file.floats("blk.\(layer).attn_\(kind.rawValue).weight"))
-            throw KVCompressionError.invalidArgument("GGUF loader not wired yet")
-        }
-    }
-
-    /// Until the loader is wired: the golden's energy ranks agree with ``Spectrum/energyRank(_:)``
+    /// The golden's energy ranks agree with ``Spectrum/energyRank(_:)``
     /// applied to the golden's own singular values (numpy's cumsum/searchsorted vs ours).
     @Test func smolLM2GoldenEnergyRanksAgreeWithSpectrum() throws {
         let golden = try loadGolden("smollm2_weight_spectra.json")
