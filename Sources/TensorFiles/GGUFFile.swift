@@ -1,3 +1,5 @@
+import Foundation
+
 /// A GGUF tensor as described by its tensor info, in ggml's terms.
 public struct GGUFTensorInfo: Sendable, Equatable {
     /// The format-independent description: PyTorch-order shape (reversed `ne`), GGML type name as dtype,
@@ -37,8 +39,15 @@ public final class GGUFFile: TensorFile {
     public let metadataEntries: [GGUFMetadataEntry]
     /// Metadata keys in file order.
     public var metadataKeys: [String] { metadataEntries.map(\.key) }
-    /// Metadata values by key.
-    public let metadata: [String: MetadataValue]
+    /// Metadata values by key (built on first use; ``subscript(_:)`` converts just one key).
+    public var metadata: [String: MetadataValue] {
+        metadataCache.value {
+            var all: [String: MetadataValue] = [:]
+            all.reserveCapacity(metadataEntries.count)
+            for e in metadataEntries { all[e.key] = e.value.metadataValue }
+            return all
+        }
+    }
     /// GGUF tensor infos in file order.
     public let ggufTensors: [GGUFTensorInfo]
     /// Tensors in file order (shape in PyTorch order, dtype = GGML type name).
@@ -49,6 +58,8 @@ public final class GGUFFile: TensorFile {
     public let dataOffset: Int
 
     private let indexByName: [String: Int]
+    private let entryIndex: [String: Int]
+    private let metadataCache = OnceCache<[String: MetadataValue]>()
 
     /// Opens and maps `path`, parsing and validating the header and tensor infos.
     /// - Parameter path: The file to open.
@@ -66,10 +77,10 @@ public final class GGUFFile: TensorFile {
         let header = try parser.parseHeader()
         version = header.version
         metadataEntries = header.entries
-        var metadata: [String: MetadataValue] = [:]
-        metadata.reserveCapacity(header.entries.count)
-        for e in header.entries { metadata[e.key] = e.value.metadataValue }
-        self.metadata = metadata
+        var entryIndex: [String: Int] = [:]
+        entryIndex.reserveCapacity(header.entries.count)
+        for (i, e) in header.entries.enumerated() { entryIndex[e.key] = i }
+        self.entryIndex = entryIndex
         alignment = header.alignment
         dataOffset = header.dataOffset
         ggufTensors = header.tensors
@@ -81,11 +92,11 @@ public final class GGUFFile: TensorFile {
     }
 
     /// The metadata value for `key`, if present.
-    public subscript(key: String) -> MetadataValue? { metadata[key] }
+    public subscript(key: String) -> MetadataValue? { typedMetadata(key)?.metadataValue }
 
     /// The metadata value for `key` with its exact GGUF type, if present.
     public func typedMetadata(_ key: String) -> GGUFValue? {
-        metadataEntries.first { $0.key == key }?.value
+        entryIndex[key].map { metadataEntries[$0].value }
     }
 
     /// The GGUF tensor info named `name`, if present.
@@ -141,6 +152,21 @@ public final class GGUFFile: TensorFile {
             elements += values.count
         }
         return (ggufTensors.count, elements)
+    }
+}
+
+/// A value computed once, on first use, safely from any thread.
+final class OnceCache<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value?
+
+    func value(_ make: () -> Value) -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        if let v = stored { return v }
+        let v = make()
+        stored = v
+        return v
     }
 }
 

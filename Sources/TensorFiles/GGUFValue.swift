@@ -37,11 +37,11 @@ public enum GGUFValueType: UInt32, Sendable, CaseIterable, CustomStringConvertib
 /// A GGUF metadata value with its exact on-disk type, as read by ``GGUFFile`` and written by ``GGUFWriter``.
 ///
 /// ``metadataValue`` gives the type-erased ``MetadataValue`` that the other file formats share.
-public indirect enum GGUFValue: Sendable, Equatable {
+public enum GGUFValue: Sendable, Equatable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case uint64(UInt64), int64(Int64), float32(Float), float64(Double), bool(Bool), string(String)
     /// An array: its element type and elements (all of that type; nested arrays allowed).
-    case array(GGUFValueType, [GGUFValue])
+    indirect case array(GGUFValueType, [GGUFValue])
 
     /// The value's type tag.
     public var type: GGUFValueType {
