@@ -48,6 +48,18 @@ public final class GGUFFile: TensorFile {
             return all
         }
     }
+    /// Metadata without the long arrays (more than `maxArrayCount` elements, e.g. the tokenizer's
+    /// 49k tokens and merges), which are costly to convert and which model description does not
+    /// need; read those with ``subscript(_:)`` or ``metadata``.
+    public func compactMetadata(maxArrayCount: Int = 1024) -> [String: MetadataValue] {
+        var out: [String: MetadataValue] = [:]
+        for e in metadataEntries {
+            if case .array(_, let items) = e.value, items.count > maxArrayCount { continue }
+            out[e.key] = e.value.metadataValue
+        }
+        return out
+    }
+
     /// GGUF tensor infos in file order.
     public let ggufTensors: [GGUFTensorInfo]
     /// Tensors in file order (shape in PyTorch order, dtype = GGML type name).

@@ -1,12 +1,12 @@
 /// A metadata value from a model file: GGUF key/value pairs (every GGUF value type, arrays
 /// nested), safetensors `__metadata__` strings, or config.json entries.
-public indirect enum MetadataValue: Sendable, Equatable {
+public enum MetadataValue: Sendable, Equatable {
     case uint(UInt64)
     case int(Int64)
     case float(Double)
     case bool(Bool)
     case string(String)
-    case array([MetadataValue])
+    indirect case array([MetadataValue])
 
     /// The value as an Int when it is an integer (or an integral float) that fits.
     public var intValue: Int? {

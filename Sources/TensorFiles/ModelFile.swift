@@ -29,7 +29,9 @@ public enum ModelFiles {
     public typealias GGUFOpener = @Sendable (String) throws -> (file: any TensorFile, metadata: [String: MetadataValue])
 
     /// How GGUF files are opened.
-    public static let ggufOpener: GGUFOpener? = { let f = try GGUFFile(path: $0); return (f, f.metadata) }
+    /// Long arrays (the tokenizer vocabulary) are left out of the returned metadata; the tokenizer
+    /// reads them from the ``GGUFFile`` itself.
+    public static let ggufOpener: GGUFOpener? = { let f = try GGUFFile(path: $0); return (f, f.compactMetadata()) }
 
     /// Detects the format from the first bytes (GGUF and npy magic), then the extension.
     /// - Throws: ``TensorFileError`` when the format is none of GGUF, safetensors and npy.

@@ -42,8 +42,7 @@ enum CLIError {
     }
 
     /// Writes a JSON document (one line, sorted keys) to stdout.
-    static func printJSON(_ object: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    static func printJSON(_ document: JSON) {
+        FileHandle.standardOutput.write(Data((document.text + "\n").utf8))
     }
 }

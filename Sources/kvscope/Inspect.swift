@@ -19,7 +19,7 @@ struct Inspect: ParsableCommand {
         try CLIError.reporting {
             let opened = try openModel(path: model)
             if json {
-                try CLIError.printJSON(Inspect.document(opened))
+                CLIError.printJSON(Inspect.document(opened))
             } else {
                 print(Inspect.table(opened, path: model), terminator: "")
             }
@@ -27,25 +27,25 @@ struct Inspect: ParsableCommand {
     }
 
     /// The JSON document of DESIGN.md §5 (fixed keys first, extras after).
-    static func document(_ m: OpenedModel) -> [String: Any] {
+    static func document(_ m: OpenedModel) -> JSON {
         let hp = m.catalog.hyperparameters
-        func orNull(_ v: Any?) -> Any { v ?? NSNull() }
-        let tensors: [[String: Any]] = m.catalog.entries.map { e in
+        let tensors: [JSON] = m.catalog.entries.map { e in
             [
-                "name": e.name, "shape": e.shape, "dtype": e.dtype, "layer": orNull(e.layer), "role": e.role.rawValue,
-                "parameter": e.parameter.rawValue, "bytes": e.byteCount,
-                "rows": orNull(e.rows.map { [$0.lowerBound, $0.upperBound] }), "transposed": e.transposed,
+                "name": e.name.json, "shape": e.shape.json, "dtype": e.dtype.json, "layer": e.layer.json,
+                "role": e.role.rawValue.json, "parameter": e.parameter.rawValue.json, "bytes": e.byteCount.json,
+                "rows": e.rows.map { [$0.lowerBound, $0.upperBound] }.json, "transposed": e.transposed.json,
             ]
         }
         return [
-            "architecture": orNull(hp?.architecture), "n_layers": orNull(hp?.nLayers),
-            "hidden_size": orNull(hp?.hiddenSize), "n_heads": orNull(hp?.nHeads), "n_kv_heads": orNull(hp?.nKVHeads),
-            "head_dim": orNull(hp?.headDim), "vocab_size": orNull(hp?.vocabSize),
-            "context_length": orNull(hp?.contextLength), "tensors": tensors,
-            "format": m.format.rawValue, "family": m.catalog.family.rawValue, "d_kv": orNull(hp?.kvDim),
-            "ffn_size": orNull(hp?.ffnSize), "rope_theta": orNull(hp?.ropeTheta), "norm_eps": orNull(hp?.normEps),
-            "tied_embeddings": orNull(hp?.tiedEmbeddings),
-            "total_bytes": m.file.tensors.reduce(0) { $0 + $1.byteCount }, "file_bytes": m.file.file.count,
+            "architecture": hp?.architecture.json ?? nil, "n_layers": hp?.nLayers.json ?? nil,
+            "hidden_size": hp?.hiddenSize.json ?? nil, "n_heads": hp?.nHeads.json ?? nil,
+            "n_kv_heads": hp?.nKVHeads.json ?? nil, "head_dim": hp?.headDim.json ?? nil,
+            "vocab_size": hp?.vocabSize.json ?? nil, "context_length": hp?.contextLength.json ?? nil,
+            "tensors": .array(tensors),
+            "format": m.format.rawValue.json, "family": m.catalog.family.rawValue.json, "d_kv": hp?.kvDim.json ?? nil,
+            "ffn_size": hp?.ffnSize.json ?? nil, "rope_theta": hp?.ropeTheta.json ?? nil, "norm_eps": hp?.normEps.json ?? nil,
+            "tied_embeddings": hp?.tiedEmbeddings.json ?? nil,
+            "total_bytes": m.file.tensors.reduce(0) { $0 + $1.byteCount }.json, "file_bytes": m.file.file.count.json,
         ]
     }
 

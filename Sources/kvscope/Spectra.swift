@@ -46,22 +46,22 @@ struct Spectra: ParsableCommand {
                 throw CommandError("--source \(source.rawValue) needs the inference engine, which this build does not have yet")
             }
             if json {
-                try CLIError.printJSON(Spectra.document(source: source.rawValue, spectra))
+                CLIError.printJSON(Spectra.document(source: source.rawValue, spectra))
             } else {
                 print(Spectra.table(session: session, source: source.rawValue, spectra), terminator: "")
             }
         }
     }
 
-    static func document(source: String, _ spectra: [LayerSpectra]) -> [String: Any] {
-        func entry(_ s: Spectrum) -> [String: Any] {
+    static func document(source: String, _ spectra: [LayerSpectra]) -> JSON {
+        func entry(_ s: Spectrum) -> JSON {
             var ranks: [String: Int] = [:]
             for p in Spectrum.standardEnergyLevels { ranks[levelKey(p)] = s.energyRank(p) }
-            return ["rows": s.rows, "cols": s.cols, "singular_values": s.singularValues.map { Double($0) },
-                    "energy_rank": ranks]
+            return ["rows": s.rows.json, "cols": s.cols.json, "singular_values": s.singularValues.json,
+                    "energy_rank": ranks.json]
         }
-        return ["source": source,
-                "layers": spectra.map { ["layer": $0.layer, "k": entry($0.k), "v": entry($0.v)] as [String: Any] }]
+        return ["source": source.json,
+                "layers": .array(spectra.map { ["layer": $0.layer.json, "k": entry($0.k), "v": entry($0.v)] })]
     }
 
     /// "0.9", "0.95", "0.99" as DESIGN.md §5 spells the keys.
