@@ -140,9 +140,9 @@ extension PackedMatrix {
         }
         var xsum = [Float](repeating: 0, count: groupsPerRow)
         for gi in 0..<groupsPerRow {
-            var s: Float = 0
-            for j in (gi * g)..<Swift.min((gi + 1) * g, cols) { s += x[j] }
-            xsum[gi] = s
+            var s = 0.0
+            for j in (gi * g)..<Swift.min((gi + 1) * g, cols) { s += Double(x[j]) }
+            xsum[gi] = Float(s)
         }
 
         let work = rows * cols
@@ -179,7 +179,7 @@ extension PackedMatrix {
                 }
                 if let rp = ctx.rowPointers, let cp = ctx.columns, let oc = ctx.corrections {
                     for r in r0..<r1 {
-                        var acc: Float = 0
+                        var acc: Float = 0  // outliers are few: a Float sum, added once
                         for k in Int(rp[r])..<Int(rp[r + 1]) { acc += oc[k] * ctx.x[Int(cp[k])] }
                         ctx.y[r] += acc
                     }
@@ -205,7 +205,8 @@ private func gemvRows<D: ChunkDecoder>(_: D.Type, _ c: GEMVContext, _ rows: Rang
     let chunkBytes = bits * 4
     for r in rows {
         let row = c.words + r * wpr * 4
-        var y: Float = 0
+        // Each group's dot product is reduced once; the row total accumulates in Double.
+        var y = 0.0
         for g in 0..<gpr {
             var a: Accumulators = (.zero, .zero, .zero, .zero)
             let c1 = Swift.min((g + 1) * cpg, cpr)
@@ -215,9 +216,9 @@ private func gemvRows<D: ChunkDecoder>(_: D.Type, _ c: GEMVContext, _ rows: Rang
                 k += 1
             }
             let dot = ((a.0 + a.1) + (a.2 + a.3)).sum()
-            y += c.scales[r * gpr + g] * dot + c.offsets[r * gpr + g] * c.xsum[g]
+            y += Double(c.scales[r * gpr + g] * dot) + Double(c.offsets[r * gpr + g] * c.xsum[g])
         }
-        c.y[r] = y
+        c.y[r] = Float(y)
     }
 }
 
@@ -231,13 +232,13 @@ private func gemvRowsGeneric(_ c: GEMVContext, _ rows: Range<Int>, bits: Int, co
         for r in rows {
             let row = words + r * wpr
             for j in 0..<cols { u[j] = Float(BitPacking.code(at: j & 31, bits: bits, chunk: row + (j >> 5) * bits)) }
-            var y: Float = 0
+            var y = 0.0
             for g in 0..<gpr {
                 var dot: Float = 0
                 for j in (g * groupSize)..<Swift.min((g + 1) * groupSize, cols) { dot += u[j] * c.x[j] }
-                y += c.scales[r * gpr + g] * dot + c.offsets[r * gpr + g] * c.xsum[g]
+                y += Double(c.scales[r * gpr + g] * dot) + Double(c.offsets[r * gpr + g] * c.xsum[g])
             }
-            c.y[r] = y
+            c.y[r] = Float(y)
         }
     }
 }
