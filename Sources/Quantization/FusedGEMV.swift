@@ -15,15 +15,22 @@ import Foundation
 // (value − x̂_code)·x_j afterwards. Rows are split into blocks run on all cores.
 
 typealias Accumulators = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+/// Per-step integer biases subtracted before conversion: 0 (asymmetric) or M·2^(p·t) (symmetric,
+/// so the kernel sums the signed codes q = u − M directly and needs no offset term, which would
+/// cancel badly when most codes are 0).
+typealias Biases = (SIMD8<Int32>, SIMD8<Int32>, SIMD8<Int32>, SIMD8<Int32>)
 
 /// Decodes one 32-code chunk and accumulates u·x' into four accumulators (one per step).
 protocol ChunkDecoder {
     static func accumulate(_ chunk: UnsafeRawPointer, _ xs: UnsafeRawPointer, _ xh: UnsafeRawPointer,
-                           _ a: inout Accumulators)
+                           _ b: Biases, _ a: inout Accumulators)
 }
 
 @inline(__always) private func f(_ v: SIMD8<UInt32>) -> SIMD8<Float> {
     SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v))
+}
+@inline(__always) private func f(_ v: SIMD8<UInt32>, _ bias: SIMD8<Int32>) -> SIMD8<Float> {
+    SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v) &- bias)
 }
 @inline(__always) private func load(_ p: UnsafeRawPointer, _ offset: Int) -> SIMD8<Float> {
     p.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
@@ -32,36 +39,36 @@ protocol ChunkDecoder {
 enum Decoder4: ChunkDecoder {
     @inline(__always)
     static func accumulate(_ chunk: UnsafeRawPointer, _ xs: UnsafeRawPointer, _ xh: UnsafeRawPointer,
-                           _ a: inout Accumulators) {
+                           _ b: Biases, _ a: inout Accumulators) {
         let v = SIMD8<UInt32>(truncatingIfNeeded: chunk.loadUnaligned(as: SIMD8<UInt16>.self))
-        a.0 += f(v & 0xF) * load(xs, 0)
-        a.1 += f(v & 0xF0) * load(xs, 32)
-        a.2 += f(v & 0xF00) * load(xs, 64)
-        a.3 += f(v &>> 12) * load(xs, 96)
+        a.0 += f(v & 0xF, b.0) * load(xs, 0)
+        a.1 += f(v & 0xF0, b.1) * load(xs, 32)
+        a.2 += f(v & 0xF00, b.2) * load(xs, 64)
+        a.3 += f(v &>> 12, b.3) * load(xs, 96)
     }
 }
 
 enum Decoder2: ChunkDecoder {
     @inline(__always)
     static func accumulate(_ chunk: UnsafeRawPointer, _ xs: UnsafeRawPointer, _ xh: UnsafeRawPointer,
-                           _ a: inout Accumulators) {
+                           _ b: Biases, _ a: inout Accumulators) {
         let v = SIMD8<UInt32>(truncatingIfNeeded: chunk.loadUnaligned(as: SIMD8<UInt8>.self))
-        a.0 += f(v & 0x3) * load(xs, 0)
-        a.1 += f(v & 0xC) * load(xs, 32)
-        a.2 += f(v & 0x30) * load(xs, 64)
-        a.3 += f(v &>> 6) * load(xs, 96)
+        a.0 += f(v & 0x3, b.0) * load(xs, 0)
+        a.1 += f(v & 0xC, b.1) * load(xs, 32)
+        a.2 += f(v & 0x30, b.2) * load(xs, 64)
+        a.3 += f(v &>> 6, b.3) * load(xs, 96)
     }
 }
 
 enum Decoder8: ChunkDecoder {
     @inline(__always)
     static func accumulate(_ chunk: UnsafeRawPointer, _ xs: UnsafeRawPointer, _ xh: UnsafeRawPointer,
-                           _ a: inout Accumulators) {
+                           _ b: Biases, _ a: inout Accumulators) {
         let v = chunk.loadUnaligned(as: SIMD8<UInt32>.self)
-        a.0 += f(v & 0xFF) * load(xs, 0)
-        a.1 += f(v & 0xFF00) * load(xs, 32)
-        a.2 += f(v & 0xFF_0000) * load(xs, 64)
-        a.3 += f(v &>> 24) * load(xs, 96)
+        a.0 += f(v & 0xFF, b.0) * load(xs, 0)
+        a.1 += f(v & 0xFF00, b.1) * load(xs, 32)
+        a.2 += f(v & 0xFF_0000, b.2) * load(xs, 64)
+        a.3 += f(v &>> 24, b.3) * load(xs, 96)
     }
 }
 
@@ -69,8 +76,8 @@ enum Decoder3: ChunkDecoder {
     static let laneBits: SIMD8<UInt32> = [1, 2, 4, 8, 16, 32, 64, 128]
     @inline(__always)
     static func accumulate(_ chunk: UnsafeRawPointer, _ xs: UnsafeRawPointer, _ xh: UnsafeRawPointer,
-                           _ a: inout Accumulators) {
-        Decoder2.accumulate(chunk, xs, xh, &a)
+                           _ b: Biases, _ a: inout Accumulators) {
+        Decoder2.accumulate(chunk, xs, xh, b, &a)
         let h = SIMD8<UInt32>(repeating: chunk.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let m = laneBits
         a.0 += f(h & m) * load(xh, 0)
@@ -93,6 +100,8 @@ private struct GEMVContext: @unchecked Sendable {
     let columns: UnsafePointer<UInt32>?
     let corrections: UnsafePointer<Float>?
     let y: UnsafeMutablePointer<Float>
+    let biases: Biases
+    let codeOffset: Float
 }
 
 extension PackedMatrix {
@@ -145,6 +154,11 @@ extension PackedMatrix {
             xsum[gi] = Float(s)
         }
 
+        // Symmetric: subtract M from the lowest plane, at each step's position (top step: shifted down).
+        let symmetricOffset = scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0
+        let m = Int32(symmetricOffset)
+        let biases: Biases = (SIMD8(repeating: m), SIMD8(repeating: m << Int32(lowPlane)),
+                              SIMD8(repeating: m << Int32(2 * lowPlane)), SIMD8(repeating: m))
         let work = rows * cols
         let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let tasks = work < 1 << 16 ? 1 : Swift.min(rows, workers * 8)
@@ -164,7 +178,8 @@ extension PackedMatrix {
                 words: wb.baseAddress!, xs: xsb.baseAddress!, xh: xhb.baseAddress ?? xsb.baseAddress!,
                 x: x.baseAddress!, xsum: xsp.baseAddress!, scales: ks.baseAddress!, offsets: ko.baseAddress!,
                 rowPointers: hasOutliers ? rp.baseAddress : nil, columns: hasOutliers ? cp.baseAddress : nil,
-                corrections: hasOutliers ? oc.baseAddress : nil, y: y.baseAddress!)
+                corrections: hasOutliers ? oc.baseAddress : nil, y: y.baseAddress!, biases: biases,
+                codeOffset: Float(symmetricOffset))
             let body: @Sendable (Int) -> Void = { task in
                 let r0 = rows * task / tasks, r1 = rows * (task + 1) / tasks
                 if fast {
@@ -205,19 +220,23 @@ private func gemvRows<D: ChunkDecoder>(_: D.Type, _ c: GEMVContext, _ rows: Rang
     let chunkBytes = bits * 4
     for r in rows {
         let row = c.words + r * wpr * 4
-        // Each group's dot product is reduced once; the row total accumulates in Double.
-        var y = 0.0
+        // Group dot products stay in vector form and are scaled lane-wise (a horizontal sum per
+        // group would serialize the loop); the offset terms and the final lane sum are in Double.
+        var scaled = SIMD8<Float>.zero
+        var offsetTerm = 0.0
         for g in 0..<gpr {
             var a: Accumulators = (.zero, .zero, .zero, .zero)
             let c1 = Swift.min((g + 1) * cpg, cpr)
             var k = g * cpg
             while k < c1 {
-                D.accumulate(row + k * chunkBytes, c.xs + k * 128, c.xh + k * 128, &a)
+                D.accumulate(row + k * chunkBytes, c.xs + k * 128, c.xh + k * 128, c.biases, &a)
                 k += 1
             }
-            let dot = ((a.0 + a.1) + (a.2 + a.3)).sum()
-            y += Double(c.scales[r * gpr + g] * dot) + Double(c.offsets[r * gpr + g] * c.xsum[g])
+            scaled += SIMD8(repeating: c.scales[r * gpr + g]) * ((a.0 + a.1) + (a.2 + a.3))
+            offsetTerm += Double(c.offsets[r * gpr + g] * c.xsum[g])
         }
+        var y = offsetTerm
+        for l in 0..<8 { y += Double(scaled[l]) }
         c.y[r] = Float(y)
     }
 }
@@ -231,7 +250,9 @@ private func gemvRowsGeneric(_ c: GEMVContext, _ rows: Range<Int>, bits: Int, co
     codes.withUnsafeMutableBufferPointer { u in
         for r in rows {
             let row = words + r * wpr
-            for j in 0..<cols { u[j] = Float(BitPacking.code(at: j & 31, bits: bits, chunk: row + (j >> 5) * bits)) }
+            for j in 0..<cols {
+                u[j] = Float(BitPacking.code(at: j & 31, bits: bits, chunk: row + (j >> 5) * bits)) - c.codeOffset
+            }
             var y = 0.0
             for g in 0..<gpr {
                 var dot: Float = 0

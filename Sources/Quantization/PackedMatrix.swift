@@ -27,7 +27,8 @@ public struct PackedMatrix: Sendable {
     /// The fp16 outliers (empty when the outlier fraction is 0).
     public let outliers: OutlierTable
 
-    /// Kernel form of the metadata: x̂ = kernelScale·u + kernelOffset for stored code u.
+    /// Kernel form of the metadata: x̂ = kernelScale·q + kernelOffset for code q (asymmetric: q = u, offset
+    /// = min; symmetric: q = u − M, offset 0).
     let kernelScales: [Float]
     let kernelOffsets: [Float]
     /// For each outlier (in table order), value − (kernelScale·u + kernelOffset): the GEMV correction.
@@ -74,14 +75,15 @@ public struct PackedMatrix: Sendable {
         minima = symmetric ? [] : minimaF.map { Float16($0).bitPattern }
         outliers = table
         kernelScales = scales.map { Float(Float16(bitPattern: $0)) }
-        kernelOffsets = symmetric ? kernelScales.map { -Float(q.maxCode) * $0 }
+        kernelOffsets = symmetric ? [Float](repeating: 0, count: kernelScales.count)
                                   : minima.map { Float(Float16(bitPattern: $0)) }
+        let codeOffset = Float(symmetric ? q.maxCode : 0)
         var corrections = [Float]()
         corrections.reserveCapacity(table.count)
         let (ks, ko) = (kernelScales, kernelOffsets)
         table.forEach { r, c, v in
             let g = r * gpr + c / (q.groupSize ?? cols)
-            corrections.append(v - (ks[g] * Float(codes[r * cols + c]) + ko[g]))
+            corrections.append(v - (ks[g] * (Float(codes[r * cols + c]) - codeOffset) + ko[g]))
         }
         outlierCorrections = corrections
     }
