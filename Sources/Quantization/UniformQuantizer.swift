@@ -105,6 +105,25 @@ public struct GroupParameters: Sendable {
         }
     }
 
+    /// Parameters from a range already measured: `minimum`/`maximum` of the group's values
+    /// (asymmetric) or `maximumMagnitude` = max|x| (symmetric). An empty range (minimum > maximum,
+    /// e.g. a group made only of outliers) gives scale 0 and minimum 0.
+    @inlinable
+    public init(minimum lo: Float, maximum hi: Float, maximumMagnitude m: Float, quantizer: UniformQuantizer) {
+        maxCode = quantizer.maxCode
+        symmetric = quantizer.mode == .symmetric
+        if lo > hi {
+            scale = 0
+            minimum = 0
+        } else if symmetric {
+            scale = m / Float(maxCode)
+            minimum = 0
+        } else {
+            scale = (hi - lo) / Float(maxCode)
+            minimum = lo
+        }
+    }
+
     /// The integer code of `x` (round half to even, clamped).
     @inlinable
     public func code(_ x: Float) -> Int {
@@ -128,6 +147,9 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
     case invalidGroupSize(Int)
     case nonFinite
     case shapeMismatch(String)
+    case notRepresentableInHalf(Float)
+    case invalidOutlierFraction(Double)
+    case cancelled
 
     public var description: String {
         switch self {
@@ -135,6 +157,9 @@ public enum QuantizationError: Error, Equatable, Sendable, CustomStringConvertib
         case .invalidGroupSize(let g): return "group size must be positive, got \(g)"
         case .nonFinite: return "input contains NaN or infinity"
         case .shapeMismatch(let s): return "shape mismatch: \(s)"
+        case .notRepresentableInHalf(let v): return "value \(v) overflows fp16"
+        case .invalidOutlierFraction(let p): return "outlier fraction must be in [0, 1), got \(p)"
+        case .cancelled: return "cancelled"
         }
     }
 }

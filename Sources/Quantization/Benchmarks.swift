@@ -1,0 +1,115 @@
+import Foundation
+import LinearAlgebra
+
+/// Timings of the fused dequant-GEMV against `cblas_sgemv`, with the machine's read bandwidth.
+public struct GEMVBenchmark: Sendable, Codable {
+    /// Matrix rows.
+    public let rows: Int
+    /// Matrix columns.
+    public let cols: Int
+    /// Code width.
+    public let bits: Int
+    /// Group size (nil: per channel).
+    public let groupSize: Int?
+    /// Median seconds of one fused GEMV.
+    public let fused: Double
+    /// Median seconds of one `cblas_sgemv` on the fp32 matrix.
+    public let sgemv: Double
+    /// Measured multithreaded streaming read bandwidth, GB/s (10⁹ bytes/s).
+    public let bandwidthGBs: Double
+    /// Bytes the fused kernel reads: packed code words and its Float metadata.
+    public let fusedBytes: Int
+    /// sgemv time / fused time.
+    public var speedup: Double { sgemv / fused }
+    /// Bytes read by the fused kernel per second, GB/s.
+    public var fusedGBs: Double { Double(fusedBytes) / fused / 1e9 }
+    /// Fused throughput as a fraction of the measured read bandwidth.
+    public var bandwidthFraction: Double { fusedGBs / bandwidthGBs }
+}
+
+/// Benchmark entry points used by `kvscope bench`.
+public enum QuantizationBenchmarks {
+    /// Times the fused dequant-GEMV on a random rows×cols Gaussian matrix (asymmetric, group 128)
+    /// against `cblas_sgemv` on the fp32 matrix, and measures the read bandwidth, in one run.
+    /// - Parameters:
+    ///   - rows: output dimension.
+    ///   - cols: input dimension.
+    ///   - bits: code width (2…8).
+    ///   - groupSize: group size (default 128).
+    ///   - repeats: timed repetitions of each (the median is reported), after one warm-up.
+    /// - Throws: quantization or BLAS errors.
+    public static func gemv(rows: Int, cols: Int, bits: Int, groupSize: Int? = 128,
+                            repeats: Int = 20) throws -> GEMVBenchmark {
+        let w = Matrix.gaussian(rows: rows, cols: cols, seed: 7)
+        let packed = try QuantizationScheme(bits: bits, groupSize: groupSize).pack(w)
+        var x = [Float](repeating: 0, count: cols)
+        var g = SeededGenerator(seed: 11)
+        for j in 0..<cols { x[j] = g.nextGaussian() }
+        var y = [Float](repeating: 0, count: rows)
+
+        let fused = try median(repeats) {
+            try x.withUnsafeBufferPointer { xp in
+                try y.withUnsafeMutableBufferPointer { try packed.multiply(xp, into: $0) }
+            }
+        }
+        let sgemv = try median(repeats) { try LinearAlgebra.gemv(w, .none, x, into: &y) }
+        let bandwidth = readBandwidth(bytes: 512 << 20, repeats: 5)
+        let bytes = packed.words.count * 4 + packed.kernelScales.count * 8
+        return GEMVBenchmark(rows: rows, cols: cols, bits: bits, groupSize: groupSize, fused: fused, sgemv: sgemv,
+                             bandwidthGBs: bandwidth, fusedBytes: bytes)
+    }
+
+    /// Streaming read bandwidth in GB/s: every core sums its slice of a `bytes` buffer with SIMD
+    /// loads; the best of `repeats` passes (after a warm-up that also faults the pages in).
+    public static func readBandwidth(bytes: Int = 512 << 20, repeats: Int = 5, threads: Int? = nil) -> Double {
+        let count = Swift.max(bytes / 64, 1) * 64
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 1, count: count)
+        let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let blocks = count / 64
+        let base = UnsafeRawPointer(buffer)
+        let sink = BandwidthSink(base: base)
+        var best = Double.infinity
+        for pass in 0...repeats {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let b0 = blocks * w / workers, b1 = blocks * (w + 1) / workers
+                var a0 = SIMD8<UInt32>(), a1 = SIMD8<UInt32>()
+                var o = b0 * 64
+                let end = b1 * 64
+                while o < end {
+                    a0 &+= sink.base.loadUnaligned(fromByteOffset: o, as: SIMD8<UInt32>.self)
+                    a1 &+= sink.base.loadUnaligned(fromByteOffset: o + 32, as: SIMD8<UInt32>.self)
+                    o += 64
+                }
+                sink.consume((a0 &+ a1).wrappedSum())
+            }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if pass > 0 { best = Swift.min(best, dt) }
+        }
+        return Double(count) / best / 1e9
+    }
+
+    /// Median seconds of `body` over `repeats` runs after one warm-up.
+    static func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+        try body()
+        var times: [Double] = []
+        for _ in 0..<Swift.max(1, repeats) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+}
+
+/// Keeps the bandwidth probe's sums observable so the loads are not optimized away.
+private final class BandwidthSink: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    private var total: UInt32 = 0
+    private let lock = NSLock()
+    init(base: UnsafeRawPointer) { self.base = base }
+    func consume(_ v: UInt32) { lock.lock(); total &+= v; lock.unlock() }
+}

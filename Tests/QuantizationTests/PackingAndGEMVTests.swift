@@ -1,0 +1,108 @@
+import Foundation
+import LinearAlgebra
+import Testing
+@testable import Quantization
+
+@Suite struct PackingTests {
+    @Test(arguments: 2...8)
+    func packingRoundTripsEveryWidth(bits: Int) {
+        var g = SeededGenerator(seed: UInt64(bits))
+        for (rows, count) in [(1, 1), (3, 31), (2, 32), (4, 33), (5, 100), (2, 257)] {
+            let codes = (0..<(rows * count)).map { _ in UInt8(truncatingIfNeeded: g.next() & ((1 << UInt64(bits)) - 1)) }
+            let words = BitPacking.pack(codes, rows: rows, count: count, bits: bits)
+            let expectedWords = rows * ((count + 31) / 32) * bits
+            #expect(words.count == expectedWords)
+            #expect(BitPacking.unpack(words, rows: rows, count: count, bits: bits) == codes)
+        }
+    }
+
+    @Test func fourBitLayoutIsAsDocumented() {
+        // Code j = 8t + l sits in half-word l, bits 4t..4t+3.
+        var codes = [UInt8](repeating: 0, count: 32)
+        codes[9] = 0xA  // t = 1, l = 1 → half-word 1 (bits 16..31 of word 0), bits 4..7 → word 0 bits 20..23
+        codes[31] = 0x5  // t = 3, l = 7 → half-word 7 = word 3 bits 16..31, bits 12..15 → word 3 bits 28..31
+        let words = BitPacking.pack(codes, rows: 1, count: 32, bits: 4)
+        #expect(words == [0x00A0_0000, 0, 0, 0x5000_0000])
+    }
+
+    @Test func threeBitLayoutIsAsDocumented() {
+        // Low 2 bits: byte l of words 0–1, bits 2t; high bit: bit j of word 2.
+        var codes = [UInt8](repeating: 0, count: 32)
+        codes[17] = 0b110  // t = 2, l = 1: low bits 0b10 at byte 1 bits 4..5 → word 0 bit 13; high bit → word 2 bit 17
+        let words = BitPacking.pack(codes, rows: 1, count: 32, bits: 3)
+        #expect(words == [1 << 13, 0, 1 << 17])
+    }
+
+    @Test func packedMatrixKeepsTheFakeQuantizerCodes() throws {
+        let w = Matrix.gaussian(rows: 7, cols: 70, seed: 3)
+        for mode in [UniformQuantizer.Mode.asymmetric, .symmetric] {
+            let scheme = try QuantizationScheme(bits: 3, groupSize: 32, mode: mode)
+            let packed = try scheme.pack(w)
+            #expect(packed.codes() == (try scheme.quantizer.codes(w.storage, rowLength: 70)))
+            // Reconstruction differs from the Float-metadata fake quantization only by fp16 metadata rounding.
+            let fake = try scheme.fakeQuantize(w)
+            let distance = packed.dequantized().relativeFrobeniusDistance(to: fake)
+            #expect(distance < 2e-3)
+        }
+    }
+}
+
+@Suite struct FusedGEMVTests {
+    /// |y − Ŵx| ≤ 1e-5 · Σ_j |Ŵ_ij x_j| for every row, with Ŵx computed densely in Double.
+    func check(rows: Int, cols: Int, bits: Int, groupSize: Int?, mode: UniformQuantizer.Mode,
+               outliers: Double, seed: UInt64) throws {
+        var w = Matrix.gaussian(rows: rows, cols: cols, seed: seed)
+        w.withUnsafeMutableBufferPointer { p in for i in stride(from: 0, to: p.count, by: 37) { p[i] *= 9 } }
+        let packed = try QuantizationScheme(bits: bits, groupSize: groupSize, mode: mode, outlierFraction: outliers).pack(w)
+        if outliers > 0 { #expect(packed.outliers.count > 0) }
+        let dense = packed.dequantized()
+        let x = Matrix.gaussian(rows: 1, cols: cols, seed: seed + 1).storage
+        let y = try packed.multiply(x)
+        var worst = 0.0
+        for i in 0..<rows {
+            var exact = 0.0, magnitude = 0.0
+            for j in 0..<cols {
+                let t = Double(dense[i, j]) * Double(x[j])
+                exact += t
+                magnitude += abs(t)
+            }
+            worst = max(worst, abs(Double(y[i]) - exact) / max(magnitude, 1e-30))
+        }
+        #expect(worst <= 1e-5, "bits \(bits) group \(String(describing: groupSize)) \(mode) p \(outliers) \(rows)x\(cols): \(worst)")
+    }
+
+    @Test(arguments: 2...8)
+    func matchesDenseReference(bits: Int) throws {
+        for groupSize in [32, 64, 128, nil, 48] as [Int?] {
+            for (rows, cols) in [(1, 1), (5, 31), (9, 100), (33, 320), (70, 1000)] {
+                try check(rows: rows, cols: cols, bits: bits, groupSize: groupSize, mode: .asymmetric,
+                          outliers: 0, seed: UInt64(rows * cols + bits))
+            }
+            try check(rows: 40, cols: 200, bits: bits, groupSize: groupSize, mode: .symmetric, outliers: 0, seed: 5)
+            try check(rows: 40, cols: 200, bits: bits, groupSize: groupSize, mode: .asymmetric, outliers: 0.02, seed: 6)
+            try check(rows: 40, cols: 200, bits: bits, groupSize: groupSize, mode: .symmetric, outliers: 0.01, seed: 8)
+        }
+    }
+
+    @Test func largeMatrixUsesThreads() throws {
+        try check(rows: 600, cols: 576, bits: 4, groupSize: 128, mode: .asymmetric, outliers: 0.005, seed: 21)
+        try check(rows: 300, cols: 1536, bits: 3, groupSize: 64, mode: .asymmetric, outliers: 0, seed: 22)
+    }
+
+    @Test func wrongShapeThrows() throws {
+        let packed = try QuantizationScheme(bits: 4, groupSize: 32).pack(Matrix.gaussian(rows: 2, cols: 8, seed: 1))
+        #expect(throws: QuantizationError.self) { try packed.multiply([1, 2, 3]) }
+    }
+
+    /// Release-build benchmark: `KVSCOPE_BENCH=1 swift test -c release --filter benchmark`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["KVSCOPE_BENCH"] != nil))
+    func benchmark() throws {
+        for (rows, cols) in [(4096, 4096), (16384, 8192)] {
+            for bits in [4, 2, 3, 8] {
+                let r = try QuantizationBenchmarks.gemv(rows: rows, cols: cols, bits: bits, repeats: 20)
+                print(String(format: "%5dx%-5d %db g128: fused %.3f ms, sgemv %.3f ms, speedup %.2f, fused %.1f GB/s = %.0f%% of read bandwidth %.1f GB/s",
+                             rows, cols, bits, r.fused * 1e3, r.sgemv * 1e3, r.speedup, r.fusedGBs, 100 * r.bandwidthFraction, r.bandwidthGBs))
+            }
+        }
+    }
+}
