@@ -1,5 +1,6 @@
 import Foundation
 import LinearAlgebra
+import TensorFiles
 import Testing
 @testable import Quantization
 
@@ -10,23 +11,12 @@ import Testing
     /// Loads a tensor of the GGUF file as an [out, in] Float matrix in the file's row order.
     typealias TensorLoader = @Sendable (_ model: URL, _ tensor: String) throws -> Matrix
 
-    // MERGE: plug the GGUF reader in here, e.g.
-    //   { model, name in let f = try GGUFFile(url: model); let i = f.info(name)
-    //     return try Matrix(rows: i.shape[0], cols: i.shape[1], storage: f.floats(name)) }
-    // (GGUF order is [in, out]; the loader must return [out, in] row-major, as gguf-py's dequantize.)
-    static let ggufLoader: TensorLoader? = nil
-
-    /// Before the GGUF reader exists: `python3 Tests/Reference/quant_golden.py --dump-raw DIR` and
-    /// `KVSCOPE_QUANT_RAW_DIR=DIR swift test --filter FakeQuantGoldenTests` read raw float32 dumps.
-    static var loader: TensorLoader? {
-        if let ggufLoader { return ggufLoader }
-        guard let dir = ProcessInfo.processInfo.environment["KVSCOPE_QUANT_RAW_DIR"] else { return nil }
-        return { _, name in
-            let data = try Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent(name + ".f32"))
-            let floats = data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
-            let cols = name.contains("ffn_down") ? 1536 : 576
-            return try Matrix(rows: floats.count / cols, cols: cols, storage: floats)
-        }
+    /// The tensors come from kvscope's own GGUF reader, whose dequantization is bit-identical to
+    /// gguf-py's (TensorFilesTests); the golden's inputs are gguf-py's dequantized tensors.
+    static let loader: TensorLoader = { model, name in
+        let file = try GGUFFile(path: model.path)
+        let info = try #require(file.tensor(named: name))
+        return try Matrix(rows: info.shape[0], cols: info.shape[1], storage: file.floats(info))
     }
 
     struct Golden: Decodable {
@@ -48,10 +38,8 @@ import Testing
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    @Test(.enabled(if: loader != nil, "needs the GGUF reader (MERGE hook above) or KVSCOPE_QUANT_RAW_DIR"))
-    func smolLM2FakeQuantizationMatchesNumpy() throws {
-        let loader = try #require(Self.loader)
-        try Self.checkGolden(loader: loader)
+    @Test func smolLM2FakeQuantizationMatchesNumpy() throws {
+        try Self.checkGolden(loader: Self.loader)
     }
 
     /// Checks every golden case with tensors from `loader`.
