@@ -30,6 +30,10 @@ var package = Package(
         // Engines: pure math over LinearAlgebra.
         .target(name: "Quantization", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
 
+        // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
+        .target(name: "Inference", dependencies: ["LinearAlgebra", "TensorFiles", "Quantization"],
+                swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [
@@ -43,6 +47,7 @@ var package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,64 @@
+import Foundation
+import Inference
+import LinearAlgebra
+import TensorFiles
+
+/// The repository root, found from this file's path.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
+/// A file under the repository root.
+func repositoryFile(_ relativePath: String) -> URL { repositoryRoot.appendingPathComponent(relativePath) }
+
+/// Reads a golden JSON file under Tests/Golden.
+func golden<T: Decodable>(_ relativePath: String, as: T.Type) throws -> T {
+    try JSONDecoder().decode(T.self, from: Data(contentsOf: repositoryFile("Tests/Golden/" + relativePath)))
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    var description: String
+}
+
+let smolLM2Path = repositoryFile("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").path
+
+/// The SmolLM2 GGUF's tokenizer metadata.
+///
+/// Until the GGUF reader is merged this reads the JSON dump that Tests/Reference/tokenizer_golden.py
+/// writes next to the goldens (git-ignored, ~1.2 MB).
+/// MERGE: replace the body with `try GGUFFile(path: smolLM2Path).metadata`.
+func smolLM2Metadata() throws -> [String: MetadataValue] {
+    let url = repositoryFile("Tests/Golden/tokenizer/smollm2_vocab.json")
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        throw TestSetupError(description: "missing \(url.path): run python3 Tests/Reference/tokenizer_golden.py")
+    }
+    struct Dump: Decodable {
+        var model: String, pre: String, addBOS: Bool, bos: Int, eos: Int
+        var tokens: [String], merges: [String], types: [Int]
+        enum CodingKeys: String, CodingKey {
+            case model = "tokenizer.ggml.model", pre = "tokenizer.ggml.pre"
+            case addBOS = "tokenizer.ggml.add_bos_token", bos = "tokenizer.ggml.bos_token_id"
+            case eos = "tokenizer.ggml.eos_token_id", tokens = "tokenizer.ggml.tokens"
+            case merges = "tokenizer.ggml.merges", types = "tokenizer.ggml.token_type"
+        }
+    }
+    let d = try JSONDecoder().decode(Dump.self, from: Data(contentsOf: url))
+    return [
+        "tokenizer.ggml.model": .string(d.model), "tokenizer.ggml.pre": .string(d.pre),
+        "tokenizer.ggml.add_bos_token": .bool(d.addBOS),
+        "tokenizer.ggml.bos_token_id": .uint(UInt64(d.bos)), "tokenizer.ggml.eos_token_id": .uint(UInt64(d.eos)),
+        "tokenizer.ggml.tokens": .array(d.tokens.map { .string($0) }),
+        "tokenizer.ggml.merges": .array(d.merges.map { .string($0) }),
+        "tokenizer.ggml.token_type": .array(d.types.map { .int(Int64($0)) }),
+    ]
+}
+
+/// max |a − b| / max |b| over two equally long vectors.
+func relativeMaxError(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count)
+    var num = 0.0, den = 0.0
+    for i in a.indices {
+        num = max(num, Double(abs(a[i] - b[i])))
+        den = max(den, Double(abs(b[i])))
+    }
+    return den == 0 ? num : num / den
+}
