@@ -62,3 +62,38 @@ func relativeMaxError(_ a: [Float], _ b: [Float]) -> Double {
     }
     return den == 0 ? num : num / den
 }
+
+/// A model written as raw little-endian float32 files plus a JSON manifest (Tests/Reference/llama_reference.py).
+struct RawModelManifest: Decodable {
+    struct Config: Decodable {
+        var n_layers: Int, hidden_size: Int, n_heads: Int, n_kv_heads: Int, head_dim: Int
+        var ffn_size: Int, vocab_size: Int, rms_eps: Double, rope_theta: Double
+    }
+    struct Entry: Decodable {
+        var file: String
+        var shape: [Int]
+    }
+    var config: Config
+    var tensors: [String: Entry]
+}
+
+/// Loads a raw float32 model directory into ``DenseLlamaWeights`` with GGUF tensor names.
+func loadRawModel(_ directory: URL, style: RopeStyle) throws -> DenseLlamaWeights {
+    let manifest = try JSONDecoder().decode(
+        RawModelManifest.self, from: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+    let c = manifest.config
+    let configuration = try LlamaConfiguration(
+        layerCount: c.n_layers, hiddenSize: c.hidden_size, headCount: c.n_heads, kvHeadCount: c.n_kv_heads,
+        headDimension: c.head_dim, feedForwardSize: c.ffn_size, vocabularySize: c.vocab_size,
+        rmsNormEpsilon: Float(c.rms_eps), ropeTheta: c.rope_theta, ropeStyle: style)
+    return try DenseLlamaWeights(configuration: configuration, naming: .gguf) { name in
+        guard let entry = manifest.tensors[name] else { return nil }
+        let data = try Data(contentsOf: directory.appendingPathComponent(entry.file))
+        var values = [Float](repeating: 0, count: data.count / 4)
+        _ = values.withUnsafeMutableBytes { data.copyBytes(to: $0) }  // little-endian host
+        return (entry.shape, values)
+    }
+}
+
+/// max |a − b| / max |b|.
+func relativeMaxError(_ a: Matrix, _ b: [Float]) -> Double { relativeMaxError(a.storage, b) }
