@@ -109,4 +109,32 @@ public struct LlamaConfiguration: Sendable, Equatable {
             rmsNormEpsilon: Float(try double("attention.layer_norm_rms_epsilon", default: nil)),
             ropeTheta: try double("rope.freq_base", default: 10_000), ropeStyle: .adjacentPairs)
     }
+
+    /// The configuration of an HF transformers llama checkpoint from its config.json entries
+    /// (`num_hidden_layers`, `hidden_size`, `num_attention_heads`, `num_key_value_heads`,
+    /// `intermediate_size`, `vocab_size`, `rms_norm_eps`, `rope_theta`, optional `head_dim`);
+    /// HF stores Q/K rows for ``RopeStyle/rotateHalf``.
+    /// - Throws: ``InferenceError/invalidMetadata(key:detail:)`` naming the missing or bad key.
+    public init(huggingFaceConfig config: [String: MetadataValue]) throws {
+        func int(_ key: String) throws -> Int {
+            guard let v = config[key]?.intValue else {
+                throw InferenceError.invalidMetadata(key: key, detail: "missing or not an integer")
+            }
+            return v
+        }
+        if let types = config["model_type"]?.stringValue, types != "llama" {
+            throw InferenceError.invalidMetadata(key: "model_type", detail: "\"\(types)\" is not llama")
+        }
+        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
+        guard heads > 0 else { throw InferenceError.invalidMetadata(key: "num_attention_heads", detail: "must be positive") }
+        let headDim = config["head_dim"] == nil ? hidden / heads : try int("head_dim")
+        guard let eps = config["rms_norm_eps"]?.doubleValue else {
+            throw InferenceError.invalidMetadata(key: "rms_norm_eps", detail: "missing or not a number")
+        }
+        try self.init(
+            layerCount: try int("num_hidden_layers"), hiddenSize: hidden, headCount: heads,
+            kvHeadCount: config["num_key_value_heads"] == nil ? heads : try int("num_key_value_heads"),
+            headDimension: headDim, feedForwardSize: try int("intermediate_size"), vocabularySize: try int("vocab_size"),
+            rmsNormEpsilon: Float(eps), ropeTheta: config["rope_theta"]?.doubleValue ?? 10_000, ropeStyle: .rotateHalf)
+    }
 }

@@ -143,7 +143,10 @@ public struct LlamaModel: Sendable {
 
             rope.apply(to: &q, heads: c.headCount, style: c.ropeStyle)
             rope.apply(to: &k, heads: c.kvHeadCount, style: c.ropeStyle)
-            if keysHat != nil { rope.apply(to: &keysHat!, heads: c.kvHeadCount, style: c.ropeStyle) }
+            if var rotated = keysHat {
+                rope.apply(to: &rotated, heads: c.kvHeadCount, style: c.ropeStyle)
+                keysHat = rotated
+            }
 
             let attention = try attend(queries: q, keys: k, values: v, keysHat: keysHat, valuesHat: compressed.values,
                                        window: policy.window, cancellation: cancellation)
@@ -166,8 +169,8 @@ public struct LlamaModel: Sendable {
         return rmsNorm(x, weights.outputNorm, epsilon: c.rmsNormEpsilon)
     }
 
-    /// Logits [rows.count, vocab] of the given rows of final hidden states.
-    /// - Throws: ``InferenceError/invalidPolicy(_:)`` is never thrown here; BLAS shape errors only.
+    /// Logits [rows.count, vocab] of the given rows of final hidden states (`rows` must lie within them).
+    /// - Throws: ``LinearAlgebra/LinearAlgebraError`` when a dimension exceeds the BLAS range.
     public func logits(hiddenStates: Matrix, rows: Range<Int>) throws -> Matrix {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= hiddenStates.rows, "logits: rows out of range")
         let head = weights.outputHead

@@ -97,3 +97,30 @@ func loadRawModel(_ directory: URL, style: RopeStyle) throws -> DenseLlamaWeight
 
 /// max |a − b| / max |b|.
 func relativeMaxError(_ a: Matrix, _ b: [Float]) -> Double { relativeMaxError(a.storage, b) }
+
+/// SmolLM2's dequantized weights.
+///
+/// Until the GGUF reader is merged this reads the raw float32 dump that
+/// `python3 Tests/Reference/llama_reference.py --dump-weights .build-ref/smollm2` writes (GGUF order,
+/// dequantized by gguf-py; git-ignored, ~520 MB).
+/// MERGE: replace the body with
+///     let file = try GGUFFile(path: smolLM2Path); return try DenseLlamaWeights(gguf: file, metadata: file.metadata)
+func loadSmolLM2Weights() throws -> DenseLlamaWeights {
+    let dump = repositoryFile(".build-ref/smollm2")
+    guard FileManager.default.fileExists(atPath: dump.appendingPathComponent("manifest.json").path) else {
+        throw TestSetupError(description:
+            "missing \(dump.path): run python3 Tests/Reference/llama_reference.py --dump-weights .build-ref/smollm2")
+    }
+    return try loadRawModel(dump, style: .adjacentPairs)
+}
+
+/// Each column flipped so that its entry of largest magnitude is positive.
+func canonicalSigns(_ u: Matrix) -> Matrix {
+    var out = u
+    for j in 0..<u.cols {
+        var best: Float = 0
+        for i in 0..<u.rows where abs(u[i, j]) > abs(best) { best = u[i, j] }
+        if best < 0 { for i in 0..<u.rows { out[i, j] = -u[i, j] } }
+    }
+    return out
+}

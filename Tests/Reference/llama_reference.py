@@ -168,8 +168,18 @@ def nll_stats(logits, tokens):
     return mean, float(np.exp(mean)), lse
 
 
+def canonical_signs(u):
+    """Flips each column so that its entry of largest magnitude is positive (eigenvector signs are
+    arbitrary, and a quantized feature branch depends on them)."""
+    idx = np.argmax(np.abs(u), axis=0)
+    signs = np.sign(u[idx, np.arange(u.shape[1])])
+    signs[signs == 0] = 1
+    return u * signs
+
+
 def activation_bases(model, tokens, pairing="half"):
-    """Per layer eigenvectors of the uncentered pre-RoPE KᵀK and VᵀV (HF order), descending."""
+    """Per layer eigenvectors of the uncentered pre-RoPE KᵀK and VᵀV (HF order), descending,
+    signs made canonical (largest-magnitude entry positive)."""
     grams = {}
 
     def observe(li, k, v):
@@ -181,7 +191,7 @@ def activation_bases(model, tokens, pairing="half"):
     for li in range(len(model["layers"])):
         for gram, dst in zip(grams[li], (kb, vb)):
             w, u = np.linalg.eigh(gram)
-            dst.append(u[:, ::-1].astype(f32))
+            dst.append(canonical_signs(u[:, ::-1]).astype(f32))
     return kb, vb
 
 
