@@ -41,6 +41,10 @@ var package = Package(
         .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra"],
                 swiftSettings: optimize),
 
+        // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
+        .target(name: "Inference", dependencies: ["LinearAlgebra", "TensorFiles", "Quantization"],
+                swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [
@@ -57,6 +61,7 @@ var package = Package(
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization"]),
         .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),

@@ -1,0 +1,402 @@
+import Foundation
+import LinearAlgebra
+
+/// The activations of one layer that calibration statistics are built from (DESIGN.md §4,
+/// "Calibration statistics"), all [T, ·] with one row per token.
+public struct LayerCapture: Sendable {
+    /// The layer index.
+    public var layer: Int
+    /// X: the attention-norm output, input of W_q, W_k, W_v. [T, d]
+    public var attentionInput: Matrix
+    /// Pre-RoPE K = X W_kᵀ in HF channel order (a GGUF's permutation undone). [T, d_kv]
+    public var keys: Matrix
+    /// V = X W_vᵀ. [T, d_kv]
+    public var values: Matrix
+    /// Post-RoPE K in HF channel order (exact keys, before any policy). [T, d_kv]
+    public var rotatedKeys: Matrix
+    /// The attention output, input of W_o. [T, n_heads·head_dim]
+    public var attentionOutput: Matrix
+    /// The MLP-norm output, input of W_gate and W_up. [T, d]
+    public var feedForwardInput: Matrix
+    /// The SwiGLU product silu(gate)·up, input of W_down. [T, ffn]
+    public var feedForwardHidden: Matrix
+}
+
+/// Receives every layer's ``LayerCapture`` during a forward pass (e.g. a calibration accumulator).
+public typealias LayerObserver = (LayerCapture) throws -> Void
+
+/// A flag that cancels a running forward pass or perplexity run from another thread.
+public final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+
+    public init() {}
+
+    /// Asks the run to stop; it throws ``InferenceError/cancelled`` at its next check.
+    public func cancel() {
+        lock.lock()
+        cancelled = true
+        lock.unlock()
+    }
+
+    /// Whether ``cancel()`` was called.
+    public var isCancelled: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return cancelled
+    }
+
+    func check() throws {
+        if isCancelled { throw InferenceError.cancelled }
+    }
+}
+
+/// A llama-family transformer in float32: RMSNorm, RoPE, grouped-query causal attention with a
+/// pluggable ``KVCachePolicy``, SwiGLU MLP, and a tied or separate output head. Matrix products go
+/// through BLAS; a whole sequence is prefilled at once, attention in blocks of query rows so that
+/// memory stays O(block · T).
+public struct LlamaModel: Sendable {
+    /// The weights, as loaded.
+    public let weights: any LlamaWeights
+    /// Query rows per attention block.
+    public var attentionBlockSize = 64
+
+    /// The model's configuration.
+    public var configuration: LlamaConfiguration { weights.configuration }
+
+    /// A model over `weights`, whose shapes are checked against their configuration.
+    /// - Throws: ``InferenceError/invalidWeight(name:detail:)`` for a wrong shape.
+    public init(weights: any LlamaWeights) throws {
+        let c = weights.configuration
+        func check(_ m: Matrix, _ rows: Int, _ cols: Int, _ name: String) throws {
+            guard m.rows == rows, m.cols == cols else {
+                throw InferenceError.invalidWeight(name: name, detail: "shape [\(m.rows), \(m.cols)], expected [\(rows), \(cols)]")
+            }
+        }
+        func check(_ v: [Float], _ n: Int, _ name: String) throws {
+            guard v.count == n else { throw InferenceError.invalidWeight(name: name, detail: "length \(v.count), expected \(n)") }
+        }
+        let d = c.hiddenSize
+        try check(weights.tokenEmbedding, c.vocabularySize, d, "token embedding")
+        try check(weights.outputHead, c.vocabularySize, d, "output head")
+        try check(weights.outputNorm, d, "output norm")
+        guard weights.layers.count == c.layerCount else {
+            throw InferenceError.invalidWeight(name: "layers", detail: "\(weights.layers.count) blocks, expected \(c.layerCount)")
+        }
+        for (i, l) in weights.layers.enumerated() {
+            try check(l.attentionNorm, d, "layer \(i) attention norm")
+            try check(l.query, c.queryDimension, d, "layer \(i) W_q")
+            try check(l.key, c.kvDimension, d, "layer \(i) W_k")
+            try check(l.value, c.kvDimension, d, "layer \(i) W_v")
+            try check(l.output, d, c.queryDimension, "layer \(i) W_o")
+            try check(l.feedForwardNorm, d, "layer \(i) MLP norm")
+            try check(l.gate, c.feedForwardSize, d, "layer \(i) W_gate")
+            try check(l.up, c.feedForwardSize, d, "layer \(i) W_up")
+            try check(l.down, d, c.feedForwardSize, "layer \(i) W_down")
+        }
+        self.weights = weights
+    }
+
+    /// The final-norm hidden states [T, d] of `tokens`, prefilled with a causal mask.
+    ///
+    /// - Parameters:
+    ///   - tokens: token ids, position 0 first.
+    ///   - policy: the KV-cache policy applied inside every layer.
+    ///   - observer: called once per layer with its activations (nil: nothing is captured).
+    ///   - progress: called after each layer with (layers done, layer count).
+    ///   - cancellation: checked between layers and attention blocks.
+    /// - Throws: ``InferenceError/invalidToken(id:vocabularySize:)``, ``InferenceError/cancelled``,
+    ///   policy errors and errors thrown by `observer`.
+    public func hiddenStates(tokens: [Int32], policy: any KVCachePolicy = ExactKVCache(),
+                             observer: LayerObserver? = nil, progress: ((Int, Int) -> Void)? = nil,
+                             cancellation: CancellationFlag? = nil) throws -> Matrix {
+        let c = configuration
+        let T = tokens.count, d = c.hiddenSize
+        var x = Matrix(rows: T, cols: d)
+        try weights.tokenEmbedding.withUnsafeBufferPointer { emb in
+            try x.withUnsafeMutableBufferPointer { dst in
+                for (t, id) in tokens.enumerated() {
+                    guard id >= 0, Int(id) < c.vocabularySize else {
+                        throw InferenceError.invalidToken(id: id, vocabularySize: c.vocabularySize)
+                    }
+                    let src = Int(id) * d
+                    for j in 0..<d { dst[t * d + j] = emb[src + j] }
+                }
+            }
+        }
+        if T == 0 { return x }
+        let rope = RopeTable(positions: T, headDimension: c.headDimension, theta: c.ropeTheta)
+        for (li, layer) in weights.layers.enumerated() {
+            try cancellation?.check()
+            let h = rmsNorm(x, layer.attentionNorm, epsilon: c.rmsNormEpsilon)
+            var q = try matmul(h, .none, layer.query, .transpose)
+            var k = try matmul(h, .none, layer.key, .transpose)
+            let v = try matmul(h, .none, layer.value, .transpose)
+
+            // The policy sees pre-RoPE K in HF order; its K̂ goes back to the stored order for RoPE.
+            let keysHF = toHFOrder(k, heads: c.kvHeadCount)
+            let compressed = try policy.compress(layer: li, keys: keysHF, values: v)
+            for m in [compressed.keys, compressed.values].compactMap({ $0 }) where m.rows != T || m.cols != c.kvDimension {
+                throw InferenceError.invalidPolicy("layer \(li) returned [\(m.rows), \(m.cols)] for [\(T), \(c.kvDimension)]")
+            }
+            var keysHat = compressed.keys.map { fromHFOrder($0, heads: c.kvHeadCount) }
+
+            rope.apply(to: &q, heads: c.headCount, style: c.ropeStyle)
+            rope.apply(to: &k, heads: c.kvHeadCount, style: c.ropeStyle)
+            if var rotated = keysHat {
+                rope.apply(to: &rotated, heads: c.kvHeadCount, style: c.ropeStyle)
+                keysHat = rotated
+            }
+
+            let attention = try attend(queries: q, keys: k, values: v, keysHat: keysHat, valuesHat: compressed.values,
+                                       window: policy.window, cancellation: cancellation)
+            try gemm(attention, .none, layer.output, .transpose, beta: 1, into: &x)  // x += attention · W_oᵀ
+
+            let h2 = rmsNorm(x, layer.feedForwardNorm, epsilon: c.rmsNormEpsilon)
+            var gate = try matmul(h2, .none, layer.gate, .transpose)
+            let up = try matmul(h2, .none, layer.up, .transpose)
+            swiGLU(&gate, up)
+            try gemm(gate, .none, layer.down, .transpose, beta: 1, into: &x)  // x += swiglu · W_downᵀ
+
+            if let observer {
+                try observer(LayerCapture(
+                    layer: li, attentionInput: h, keys: keysHF, values: v,
+                    rotatedKeys: toHFOrder(k, heads: c.kvHeadCount), attentionOutput: attention,
+                    feedForwardInput: h2, feedForwardHidden: gate))
+            }
+            progress?(li + 1, c.layerCount)
+        }
+        return rmsNorm(x, weights.outputNorm, epsilon: c.rmsNormEpsilon)
+    }
+
+    /// Logits [rows.count, vocab] of the given rows of final hidden states (`rows` must lie within them).
+    /// - Throws: ``LinearAlgebra/LinearAlgebraError`` when a dimension exceeds the BLAS range.
+    public func logits(hiddenStates: Matrix, rows: Range<Int>) throws -> Matrix {
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= hiddenStates.rows, "logits: rows out of range")
+        let head = weights.outputHead
+        var out = Matrix(rows: rows.count, cols: head.rows)
+        if rows.isEmpty { return out }
+        try hiddenStates.withUnsafeBufferPointer { hs in
+            try head.withUnsafeBufferPointer { w in
+                try out.withUnsafeMutableBufferPointer { o in
+                    guard let hb = hs.baseAddress, let wb = w.baseAddress, let ob = o.baseAddress else { return }
+                    try gemmRaw(transA: .none, transB: .transpose, m: rows.count, n: head.rows, k: head.cols, alpha: 1,
+                                a: hb + rows.lowerBound * hiddenStates.cols, lda: hiddenStates.cols,
+                                b: wb, ldb: head.cols, beta: 0, c: ob, ldc: head.rows)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Logits [T, vocab] of every position of `tokens` (for short sequences; perplexity works blockwise).
+    public func logits(tokens: [Int32], policy: any KVCachePolicy = ExactKVCache()) throws -> Matrix {
+        let h = try hiddenStates(tokens: tokens, policy: policy)
+        return try logits(hiddenStates: h, rows: 0..<h.rows)
+    }
+
+    // MARK: - Layers
+
+    /// x / sqrt(mean(x²) + ε) · w, per row (sum of squares in Double).
+    func rmsNorm(_ x: Matrix, _ weight: [Float], epsilon: Float) -> Matrix {
+        var out = Matrix(rows: x.rows, cols: x.cols)
+        let n = x.cols
+        x.withUnsafeBufferPointer { src in
+            weight.withUnsafeBufferPointer { w in
+                out.withUnsafeMutableBufferPointer { dst in
+                    for r in 0..<x.rows {
+                        let base = r * n
+                        var ss = 0.0
+                        for j in 0..<n { let v = Double(src[base + j]); ss += v * v }
+                        let inv = Float(1 / (ss / Double(n) + Double(epsilon)).squareRoot())
+                        for j in 0..<n { dst[base + j] = src[base + j] * inv * w[j] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// gate ← silu(gate) · up, elementwise.
+    func swiGLU(_ gate: inout Matrix, _ up: Matrix) {
+        gate.withUnsafeMutableBufferPointer { g in
+            up.withUnsafeBufferPointer { u in
+                for i in 0..<g.count {
+                    let a = g[i]
+                    g[i] = a / (1 + Foundation.exp(-a)) * u[i]
+                }
+            }
+        }
+    }
+
+    /// A [T, heads·head_dim] matrix in the stored Q/K order, as HF order. For adjacent pairs, stored
+    /// channel 2i+p of a head is HF channel p·head_dim/2 + i (the GGUF converter's permutation).
+    func toHFOrder(_ m: Matrix, heads: Int) -> Matrix {
+        guard configuration.ropeStyle == .adjacentPairs else { return m }
+        return permuteHeads(m, heads: heads, toHF: true)
+    }
+
+    /// The inverse of ``toHFOrder(_:heads:)``.
+    func fromHFOrder(_ m: Matrix, heads: Int) -> Matrix {
+        guard configuration.ropeStyle == .adjacentPairs else { return m }
+        return permuteHeads(m, heads: heads, toHF: false)
+    }
+
+    private func permuteHeads(_ m: Matrix, heads: Int, toHF: Bool) -> Matrix {
+        let hd = configuration.headDimension, half = hd / 2
+        var out = Matrix(rows: m.rows, cols: m.cols)
+        m.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<m.rows {
+                    for h in 0..<heads {
+                        let base = r * m.cols + h * hd
+                        for i in 0..<half {
+                            for p in 0..<2 {
+                                let stored = base + 2 * i + p, hf = base + p * half + i
+                                if toHF { dst[hf] = src[stored] } else { dst[stored] = src[hf] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Causal grouped-query attention over the whole sequence with the bi-branch rule: query t reads
+    /// exact K/V at s > t − window and K̂/V̂ at s ≤ t − window (DESIGN.md §4). Scores against K and
+    /// K̂ are both computed by BLAS per block of queries and selected per (t, s); the probabilities
+    /// are split into an exact and a compressed part that multiply V and V̂.
+    func attend(queries q: Matrix, keys k: Matrix, values v: Matrix, keysHat: Matrix?, valuesHat: Matrix?,
+                window: Int, cancellation: CancellationFlag?) throws -> Matrix {
+        let c = configuration
+        let T = q.rows, hd = c.headDimension, dq = c.queryDimension, dkv = c.kvDimension
+        let group = c.headCount / c.kvHeadCount
+        let scale = 1 / Float(hd).squareRoot()
+        let compressed = keysHat != nil || valuesHat != nil
+        let block = max(1, attentionBlockSize)
+        var out = Matrix(rows: T, cols: dq)
+        var scores = [Float](repeating: 0, count: block * T)
+        var scoresHat = [Float](repeating: 0, count: keysHat == nil ? 0 : block * T)
+        var pExact = [Float](repeating: 0, count: block * T)
+        var pCompressed = [Float](repeating: 0, count: valuesHat == nil ? 0 : block * T)
+        let kHat = keysHat ?? Matrix(rows: 0, cols: 0), vHat = valuesHat ?? Matrix(rows: 0, cols: 0)
+
+        try q.withUnsafeBufferPointer { qb in
+        try k.withUnsafeBufferPointer { kb in
+        try v.withUnsafeBufferPointer { vb in
+        try kHat.withUnsafeBufferPointer { khb in
+        try vHat.withUnsafeBufferPointer { vhb in
+        try out.withUnsafeMutableBufferPointer { ob in
+        try scores.withUnsafeMutableBufferPointer { sb in
+        try scoresHat.withUnsafeMutableBufferPointer { shb in
+        try pExact.withUnsafeMutableBufferPointer { pe in
+        try pCompressed.withUnsafeMutableBufferPointer { pc in
+            guard let qp = qb.baseAddress, let kp = kb.baseAddress, let vp = vb.baseAddress,
+                  let op = ob.baseAddress, let sp = sb.baseAddress, let pep = pe.baseAddress else { return }
+            var t0 = 0
+            while t0 < T {
+                try cancellation?.check()
+                let t1 = min(t0 + block, T), rows = t1 - t0, n = t1
+                // Keys some query of the block reads compressed: s ≤ t1 − 1 − window.
+                let oldCount = compressed ? min(max(t1 - window, 0), n) : 0
+                for head in 0..<c.headCount {
+                    let g = head / group
+                    try gemmRaw(transA: .none, transB: .transpose, m: rows, n: n, k: hd, alpha: scale,
+                                a: qp + t0 * dq + head * hd, lda: dq, b: kp + g * hd, ldb: dkv,
+                                beta: 0, c: sp, ldc: n)
+                    if oldCount > 0, let khp = khb.baseAddress, let shp = shb.baseAddress {
+                        try gemmRaw(transA: .none, transB: .transpose, m: rows, n: oldCount, k: hd, alpha: scale,
+                                    a: qp + t0 * dq + head * hd, lda: dq, b: khp + g * hd, ldb: dkv,
+                                    beta: 0, c: shp, ldc: oldCount)
+                    }
+                    for r in 0..<rows {
+                        let t = t0 + r
+                        let lastOld = compressed ? t - window : -1  // s ≤ lastOld reads the compressed branch
+                        let srow = r * n, hrow = r * oldCount
+                        var maxScore = -Float.infinity
+                        for s in 0...t {
+                            let value = (s <= lastOld && keysHat != nil) ? shb[hrow + s] : sb[srow + s]
+                            sb[srow + s] = value
+                            maxScore = max(maxScore, value)
+                        }
+                        var sum: Float = 0
+                        for s in 0...t {
+                            let e = Foundation.exp(sb[srow + s] - maxScore)
+                            sb[srow + s] = e
+                            sum += e
+                        }
+                        let inv = 1 / sum
+                        if valuesHat != nil {
+                            let prow = r * oldCount
+                            for s in 0..<n {
+                                let p = s <= t ? sb[srow + s] * inv : 0
+                                let old = s <= lastOld
+                                pe[srow + s] = old ? 0 : p
+                                if s < oldCount { pc[prow + s] = old ? p : 0 }
+                            }
+                        } else {
+                            for s in 0..<n { pe[srow + s] = s <= t ? sb[srow + s] * inv : 0 }
+                        }
+                    }
+                    try gemmRaw(transA: .none, transB: .none, m: rows, n: hd, k: n, alpha: 1,
+                                a: pep, lda: n, b: vp + g * hd, ldb: dkv,
+                                beta: 0, c: op + t0 * dq + head * hd, ldc: dq)
+                    if oldCount > 0, let vhp = vhb.baseAddress, let pcp = pc.baseAddress {
+                        try gemmRaw(transA: .none, transB: .none, m: rows, n: hd, k: oldCount, alpha: 1,
+                                    a: pcp, lda: oldCount, b: vhp + g * hd, ldb: dkv,
+                                    beta: 1, c: op + t0 * dq + head * hd, ldc: dq)
+                    }
+                }
+                t0 = t1
+            }
+        }}}}}}}}}}
+        return out
+    }
+}
+
+/// cos and sin of RoPE angles p·θ^(−2i/head_dim), computed in Double, stored as Float [T, head_dim/2].
+struct RopeTable {
+    let half: Int
+    let cos: [Float]
+    let sin: [Float]
+
+    init(positions: Int, headDimension: Int, theta: Double) {
+        half = headDimension / 2
+        var c = [Float](repeating: 0, count: positions * half), s = c
+        for i in 0..<half {
+            let frequency = Foundation.pow(theta, -Double(2 * i) / Double(headDimension))
+            for p in 0..<positions {
+                let angle = Double(p) * frequency
+                c[p * half + i] = Float(Foundation.cos(angle))
+                s[p * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+        cos = c
+        sin = s
+    }
+
+    /// Rotates every head of every row (row index = position) in place, pairing channels per `style`.
+    func apply(to m: inout Matrix, heads: Int, style: RopeStyle) {
+        let hd = 2 * half, cols = m.cols, rows = m.rows
+        let (stride, offset) = style == .adjacentPairs ? (2, 1) : (1, half)  // pair i is (stride·i, stride·i + offset)
+        cos.withUnsafeBufferPointer { cb in
+            sin.withUnsafeBufferPointer { sb in
+                m.withUnsafeMutableBufferPointer { x in
+                    for p in 0..<rows {
+                        for h in 0..<heads {
+                            let base = p * cols + h * hd
+                            for i in 0..<half {
+                                let a = base + stride * i, b = a + offset
+                                let co = cb[p * half + i], si = sb[p * half + i]
+                                let xa = x[a], xb = x[b]
+                                x[a] = xa * co - xb * si
+                                x[b] = xb * co + xa * si
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Inference
+import TensorFiles
+import Testing
+
+struct TokenizerGolden: Decodable {
+    struct Case: Decodable {
+        var name: String
+        var ids: [Int32]
+        var text: String?
+    }
+    var cases: [Case]
+}
+
+@Suite struct TokenizerTests {
+    static let tokenizer = Result { try BPETokenizer(metadata: smolLM2Metadata()) }
+
+    func text(of c: TokenizerGolden.Case) throws -> String {
+        if let t = c.text { return t }
+        // Samples are read verbatim, trailing newline included.
+        return try String(contentsOf: repositoryFile(c.name), encoding: .utf8)
+    }
+
+    @Test func metadataOfSmolLM2() throws {
+        let tok = try Self.tokenizer.get()
+        #expect(tok.vocabularySize == 49152)
+        #expect(tok.preTokenizer == .smollm)
+        #expect(tok.bosTokenID == 1)
+        #expect(tok.eosTokenID == 2)
+        #expect(tok.addsBOS == false)
+    }
+
+    @Test func idsMatchTokenizersPackage() throws {
+        let tok = try Self.tokenizer.get()
+        let golden = try golden("tokenizer/smollm2.json", as: TokenizerGolden.self)
+        #expect(golden.cases.count >= 10)
+        for c in golden.cases {
+            let ids = tok.encode(try text(of: c))
+            #expect(ids == c.ids, "case \(c.name)")
+        }
+    }
+
+    @Test func decodeRoundTrips() throws {
+        let tok = try Self.tokenizer.get()
+        let golden = try golden("tokenizer/smollm2.json", as: TokenizerGolden.self)
+        for c in golden.cases {
+            let t = try text(of: c)
+            #expect(try tok.decode(tok.encode(t)) == t, "case \(c.name)")
+            #expect(try tok.decode(c.ids) == t, "case \(c.name)")
+        }
+    }
+
+    @Test func specialTokensAreNotParsed() throws {
+        let tok = try Self.tokenizer.get()
+        let ids = tok.encode("<|im_start|>user")
+        #expect(ids.count > 2)
+        #expect(!ids.contains(1))
+        #expect(try tok.decode(ids) == "<|im_start|>user")
+    }
+
+    @Test func encodesThousandTokensQuickly() throws {
+        let tok = try Self.tokenizer.get()
+        let text = try String(contentsOf: repositoryFile("Samples/calibration.txt"), encoding: .utf8)
+        _ = tok.encode(text)
+        let clock = ContinuousClock()
+        var count = 0
+        let elapsed = clock.measure { count = tok.encode(text).count }
+        #expect(count > 900)
+        // Debug builds are slower than release; the bar is the 50 ms for ~1000 tokens.
+        #expect(elapsed < .milliseconds(50), "encode took \(elapsed) for \(count) tokens")
+        print("BPETokenizer: \(count) tokens of Samples/calibration.txt in \(elapsed)")
+    }
+
+    @Test func preTokenizerSplitsLikeTheRegex() throws {
+        func words(_ s: String, _ p: PreTokenizer) -> [String] {
+            let scalars = Array(s.unicodeScalars)
+            return p.split(scalars).map { r in
+                var v = String.UnicodeScalarView()
+                v.append(contentsOf: scalars[r])
+                return String(v)
+            }
+        }
+        #expect(words("Hello  world's 123!!", .gpt2) == ["Hello", " ", " world", "'s", " 123", "!!"])
+        #expect(words("Hello  world's 123!!", .smollm) == ["Hello", " ", " world", "'s", " ", "1", "2", "3", "!!"])
+        #expect(words("a\t\tb  \n", .gpt2) == ["a", "\t", "\t", "b", "  \n"])
+        #expect(words(" x ", .gpt2) == [" x", " "])
+    }
+
+    @Test func rejectsOtherTokenizerModels() throws {
+        var meta = try smolLM2Metadata()
+        meta["tokenizer.ggml.model"] = .string("llama")
+        #expect(throws: InferenceError.unsupportedTokenizer("model \"llama\"")) { try BPETokenizer(metadata: meta) }
+        meta["tokenizer.ggml.model"] = .string("gpt2")
+        meta["tokenizer.ggml.pre"] = .string("qwen2")
+        #expect(throws: InferenceError.unsupportedTokenizer("pre-tokenizer \"qwen2\"")) { try BPETokenizer(metadata: meta) }
+        meta["tokenizer.ggml.pre"] = .string("smollm")
+        meta["tokenizer.ggml.merges"] = .array([.string("nospace")])
+        #expect(throws: InferenceError.self) { try BPETokenizer(metadata: meta) }
+    }
+}
