@@ -6,7 +6,7 @@ DEB_PKGS   := libncursesw5-dev libopenblas-dev liblapacke-dev tmux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 KVSCOPE    := .build/release/kvscope
 
-.PHONY: all setup models build run test bench clean
+.PHONY: all setup models build run test bench clean fuzz test-asan
 
 all: build
 
@@ -44,3 +44,22 @@ bench: setup models build
 
 clean:
 	$(SWIFT) package clean
+
+## fuzz: libFuzzer on the GGUF, safetensors and npy readers, about FUZZ_SECONDS each (seeds: the
+## malformed corpus and the small golden fixtures); crashes land in .fuzz/<target>/
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	KVSCOPE_FUZZ=1 $(SWIFT) build --sanitize=fuzzer --scratch-path .build-fuzz \
+		--product FuzzGGUF --product FuzzSafeTensors --product FuzzNpy
+	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy; do \
+		name=$${t%%:*}; dir=$${t##*:}; work=.fuzz/$$name; mkdir -p $$work/corpus; \
+		cp -n Tests/Corpus/$$dir/* $$work/corpus/ 2>/dev/null || true; \
+		find Tests/Golden/$$dir -type f -size -512k ! -name '*.json' -exec cp -n {} $$work/corpus/ \; 2>/dev/null || true; \
+		echo "fuzz: Fuzz$$name for $(FUZZ_SECONDS) s"; \
+		SWIFT_BACKTRACE=enable=no ./.build-fuzz/debug/Fuzz$$name $$work/corpus -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=2048 -timeout=10 -artifact_prefix=$$work/ -print_final_stats=1 2>&1 | tee $$work/log.txt | tail -3; \
+	done
+
+## test-asan: the whole suite under AddressSanitizer
+test-asan: setup models
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-asan

@@ -70,3 +70,13 @@ var package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets, declared only for `make fuzz` (KVSCOPE_FUZZ=1) so that plain builds are unaffected:
+// they are built with --sanitize=fuzzer, which supplies main().
+if ProcessInfo.processInfo.environment["KVSCOPE_FUZZ"] != nil {
+    for name in ["GGUF", "SafeTensors", "Npy"] {
+        package.targets.append(.executableTarget(
+            name: "Fuzz\(name)", dependencies: ["TensorFiles"], path: "Fuzz/\(name)",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

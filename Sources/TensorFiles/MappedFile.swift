@@ -14,6 +14,8 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     /// File identity for caches: device, inode, size and modification time.
     public let identity: FileIdentity
+    /// Whether `bytes` is an mmap (else an owned heap copy).
+    private let isMapped: Bool
 
     /// Maps `path` read-only.
     /// - Throws: ``TensorFileError`` when the file cannot be opened, is not a regular file, or cannot be mapped.
@@ -35,6 +37,7 @@ public final class MappedFile: @unchecked Sendable {
         #endif
         identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(size),
                                 modificationTimeNanoseconds: mtime)
+        isMapped = size > 0
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
             return
@@ -45,8 +48,28 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: p, count: size)
     }
 
+    /// An in-memory copy of `data` that parsers treat exactly like a mapped file (fuzzing, tests).
+    /// - Parameter path: the name errors will show.
+    public init(copying data: UnsafeRawBufferPointer, path: String) {
+        self.path = path
+        isMapped = false
+        identity = FileIdentity(device: 0, inode: 0, size: Int64(data.count), modificationTimeNanoseconds: 0)
+        if data.isEmpty {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 64)
+        copy.copyMemory(from: data)
+        bytes = UnsafeRawBufferPointer(copy)
+    }
+
     deinit {
-        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+        guard let base = bytes.baseAddress else { return }
+        if isMapped {
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
     }
 
     /// The file's size in bytes.
