@@ -145,7 +145,7 @@ public final class ModelSession: Sendable {
     ///   - progress: (layers done, total) of the capture.
     /// - Throws: as ``inferenceModel()`` and ``Inference/CalibrationCapture/run(model:tokenizer:text:sampleCount:seed:maxSequenceLength:progress:cancellation:)``.
     public func calibration(text: CalibrationText, model: (model: LlamaModel, tokenizer: BPETokenizer)? = nil,
-                            useCache: Bool = true, sampleCount: Int = 512,
+                            useCache: Bool = true, sampleCount: Int = 256,
                             progress: ((Int, Int) -> Void)? = nil,
                             cancellation: CancellationFlag? = nil) throws -> CalibrationStatistics {
         if let bundle, bundle.text.sha256 == text.sha256, let stats = try bundledCalibration() { return stats }

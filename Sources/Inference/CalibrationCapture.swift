@@ -70,8 +70,9 @@ public enum CalibrationCapture {
 
     /// Calibration statistics of `model` on `text`.
     ///
-    /// Per layer: XᵀX and mean|x| of the attention input, the attention output and the MLP input;
-    /// pre-RoPE KᵀK, VᵀV and post-RoPE KᵀK (HF channel order); and `sampleCount` sampled token rows.
+    /// Per layer: XᵀX and mean|x| of the attention input (and with `inputMoments` of the attention
+    /// output and the MLP input too, for weight sensitivity); pre-RoPE KᵀK, VᵀV and post-RoPE KᵀK
+    /// (HF channel order); and `sampleCount` sampled token rows.
     /// - Parameters:
     ///   - maxSequenceLength: texts longer than this many tokens run as independent sequences
     ///     (recorded in the provenance).
@@ -79,14 +80,28 @@ public enum CalibrationCapture {
     /// - Throws: ``InferenceError/cancelled``, forward-pass and accumulator errors.
     public static func run(model: LlamaModel, tokenizer: BPETokenizer, text: CalibrationText,
                            sampleCount: Int = 512, seed: UInt64 = 0,
-                           maxSequenceLength: Int = defaultMaxSequenceLength,
+                           maxSequenceLength: Int = defaultMaxSequenceLength, inputMoments: Bool = false,
+                           progress: ((Int, Int) -> Void)? = nil,
+                           cancellation: CancellationFlag? = nil) throws -> (statistics: CalibrationStatistics,
+                                                                             provenance: CalibrationFile.Provenance) {
+        let pieces = sequences(tokenizer: tokenizer, text: text.text, maxSequenceLength: maxSequenceLength)
+        return try run(model: model, sequences: pieces, textSHA256: text.sha256, textName: text.name,
+                       sampleCount: sampleCount, seed: seed, maxSequenceLength: maxSequenceLength,
+                       inputMoments: inputMoments, progress: progress, cancellation: cancellation)
+    }
+
+    /// Calibration statistics of `model` over token sequences already split (see
+    /// ``sequences(tokenizer:text:maxSequenceLength:)``), summed in order as one text.
+    /// - Throws: as ``run(model:tokenizer:text:sampleCount:seed:maxSequenceLength:inputMoments:progress:cancellation:)``.
+    public static func run(model: LlamaModel, sequences pieces: [[Int32]], textSHA256: String, textName: String,
+                           sampleCount: Int = 512, seed: UInt64 = 0,
+                           maxSequenceLength: Int = defaultMaxSequenceLength, inputMoments: Bool = false,
                            progress: ((Int, Int) -> Void)? = nil,
                            cancellation: CancellationFlag? = nil) throws -> (statistics: CalibrationStatistics,
                                                                              provenance: CalibrationFile.Provenance) {
         let c = model.configuration
-        let pieces = sequences(tokenizer: tokenizer, text: text.text, maxSequenceLength: maxSequenceLength)
         guard pieces.contains(where: { !$0.isEmpty }) else {
-            throw InferenceError.invalidPolicy("the calibration text \(text.name) has no tokens")
+            throw InferenceError.invalidPolicy("the calibration text \(textName) has no tokens")
         }
         var accumulator = try CalibrationAccumulator(layerCount: c.layerCount, hiddenSize: c.hiddenSize,
                                                      kvSize: c.kvDimension, sampleCount: sampleCount, seed: seed)
@@ -97,15 +112,17 @@ public enum CalibrationCapture {
                 observer: { capture in
                     try accumulator.addAttention(layer: capture.layer, inputs: capture.attentionInput, keys: capture.keys,
                                                  values: capture.values, keysPostRoPE: capture.rotatedKeys)
-                    try accumulator.addInput(.attentionOutput, layer: capture.layer, rows: capture.attentionOutput)
-                    try accumulator.addInput(.ffnInput, layer: capture.layer, rows: capture.feedForwardInput)
+                    if inputMoments {
+                        try accumulator.addInput(.attentionOutput, layer: capture.layer, rows: capture.attentionOutput)
+                        try accumulator.addInput(.ffnInput, layer: capture.layer, rows: capture.feedForwardInput)
+                    }
                 },
                 progress: { done, _ in progress?(index * c.layerCount + done, total) },
                 cancellation: cancellation)
         }
-        let statistics = try accumulator.finalize(textSHA256: text.sha256)
+        let statistics = try accumulator.finalize(textSHA256: textSHA256)
         let provenance = CalibrationFile.Provenance(
-            textName: text.name, sampleSeed: seed, sequenceLength: pieces.count > 1 ? maxSequenceLength : 0,
+            textName: textName, sampleSeed: seed, sequenceLength: pieces.count > 1 ? maxSequenceLength : 0,
             sequenceCount: pieces.count)
         return (statistics, provenance)
     }

@@ -21,6 +21,8 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Sampled token rows kept per layer.") var samples = 512
     @Option(name: .customLong("max-sequence"), help: "Longest sequence prefilled at once, in tokens.")
     var maxSequence = CalibrationCapture.defaultMaxSequenceLength
+    @Flag(name: .customLong("input-moments"), help: "Also record XᵀX of the attention output and the MLP input (weight sensitivity).")
+    var inputMoments = false
     @Flag(help: "Replace an existing output file.") var force = false
 
     func validate() throws {
@@ -41,7 +43,7 @@ struct Calibrate: ParsableCommand {
                 let bar = ProgressBar("calibrate")
                 let (statistics, provenance) = try CalibrationCapture.run(
                     model: loaded.model, tokenizer: loaded.tokenizer, text: calibrationText, sampleCount: samples,
-                    maxSequenceLength: maxSequence, progress: { bar.update($0, $1) }, cancellation: interrupt.flag)
+                    maxSequenceLength: maxSequence, inputMoments: inputMoments, progress: { bar.update($0, $1) }, cancellation: interrupt.flag)
                 bar.finish()
                 var withModel = provenance
                 if let full = session.fullModelPath { withModel.modelSHA256 = try SHA256.hex(fileAt: full) }

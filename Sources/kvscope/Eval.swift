@@ -74,12 +74,16 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         if rank != nil && (keyRank != nil || valueRank != nil) { throw ValidationError("give --rank or --k-rank/--v-rank, not both") }
+    }
+
+    /// Value checks, reported as one-line errors with exit status 1.
+    func checkValues() throws {
         for (name, value) in [("--rank", rank), ("--k-rank", keyRank), ("--v-rank", valueRank)] {
-            if let value, value < 1 { throw ValidationError("\(name) must be at least 1, got \(value)") }
+            if let value, value < 1 { throw CommandError("\(name) must be at least 1, got \(value)") }
         }
-        if let window, window < 0 { throw ValidationError("--window must be non-negative, got \(window)") }
-        if let bits, bits != 16 && !(2...8).contains(bits) { throw ValidationError("--bits must be 2…8 or 16, got \(bits)") }
-        if let group, group < 1 { throw ValidationError("--group must be at least 1, got \(group)") }
+        if let window, window < 0 { throw CommandError("--window must be non-negative, got \(window)") }
+        if let bits, bits != 16 && !(2...8).contains(bits) { throw CommandError("--bits must be 2…8 or 16, got \(bits)") }
+        if let group, group < 1 { throw CommandError("--group must be at least 1, got \(group)") }
     }
 
     /// Whether any compression option was given (then the baseline is reported too).
@@ -96,6 +100,7 @@ struct Eval: ParsableCommand {
         let interrupt = InterruptCancellation()
         try CLIError.reporting {
             try interrupt.run {
+                try checkValues()
                 let result = try EvalRun(modelPath: model, textPath: text, calibrationPath: calib, settings: try settings(),
                                          reportBaseline: hasCompressionOption, cancellation: interrupt.flag).run()
                 if json {
