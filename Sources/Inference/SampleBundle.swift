@@ -181,7 +181,7 @@ public enum SampleBundleWriter {
             text: .init(name: text.name, sha256: text.sha256, n_tokens: statistics.tokenCount),
             files: names)
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = try AtomicFileWriter(path: dir.appendingPathComponent("bundle.json").path, overwrite: true)
         try json.write([UInt8](try encoder.encode(manifest)) + [0x0A])
         try json.commit()
