@@ -38,11 +38,11 @@ var package = Package(
         .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: optimize),
 
         // App: session state, derived metrics, background jobs. Shared by the TUI and the CLI.
-        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra"],
+        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra", "Inference"],
                 swiftSettings: optimize),
 
         // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
-        .target(name: "Inference", dependencies: ["LinearAlgebra", "TensorFiles", "Quantization"],
+        .target(name: "Inference", dependencies: ["LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"],
                 swiftSettings: optimize),
 
         .executableTarget(
@@ -53,6 +53,7 @@ var package = Package(
                 "Quantization",
                 "KVCompression",
                 "ExplorerCore",
+                "Inference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -61,8 +62,8 @@ var package = Package(
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization"]),
-        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"]),
+        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.

@@ -1,21 +1,42 @@
 import Foundation
+import Inference
 import KVCompression
 import LinearAlgebra
+import Quantization
 import TensorFiles
 
 /// A model opened for analysis: its file, catalog and hyper-parameters, and the K/V projection
 /// weights in Hugging Face row order. Shared by the explorer and the command-line tools.
+///
+/// Opens either a model file or a sample bundle directory (one with a `bundle.json`,
+/// docs/sample-bundle.md); a bundle offers the same K/V projections and spectra, plus its shipped
+/// calibration statistics and weight-quantization error tables.
 public final class ModelSession: Sendable {
-    /// The path as the user gave it.
+    /// The path as the user gave it (a model file or a bundle directory).
     public let path: String
+    /// The opened model file: the model itself, or the bundle's K/V weights file.
     public let opened: OpenedModel
     public let hyperparameters: ModelHyperparameters
+    /// The bundle's manifest when a bundle was opened.
+    public let bundle: SampleBundleManifest?
+    /// The bundle's directory when a bundle was opened.
+    public let bundleDirectory: String?
 
-    /// Opens `path` (GGUF or safetensors with config.json beside it).
+    /// Opens `path`: a GGUF, a safetensors file with config.json beside it, or a bundle directory.
     /// - Throws: ``TensorFileError`` for unreadable files, or when the model has no K/V projections.
     public init(path: String) throws {
         self.path = path
-        opened = try openModel(path: path)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            let manifest = try SampleBundleManifest.read(directory: path)
+            bundle = manifest
+            bundleDirectory = path
+            opened = try openModel(path: URL(fileURLWithPath: path).appendingPathComponent(manifest.files.kv_weights).path)
+        } else {
+            bundle = nil
+            bundleDirectory = nil
+            opened = try openModel(path: path)
+        }
         guard let hp = opened.catalog.hyperparameters else {
             throw TensorFileError(path: path, "architecture not recognized: no attention layers found")
         }
@@ -29,6 +50,28 @@ public final class ModelSession: Sendable {
 
     /// Number of layers.
     public var layerCount: Int { hyperparameters.nLayers }
+
+    /// Whether a bundle was opened.
+    public var isBundle: Bool { bundle != nil }
+
+    /// The full model file, when present: the opened model itself, or a bundle's source model found
+    /// at its usual path (relative to the current directory or to the bundle's repository) with the
+    /// recorded size. Perplexity and kv spectra of new texts need it.
+    public var fullModelPath: String? {
+        guard let bundle, let dir = bundleDirectory else { return path }
+        let bundleURL = URL(fileURLWithPath: dir).standardizedFileURL
+        let candidates = [
+            URL(fileURLWithPath: bundle.model.path),
+            bundleURL.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(bundle.model.path),
+        ]
+        for url in candidates {
+            if let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
+               (attributes[.size] as? NSNumber)?.intValue == bundle.model.size {
+                return url.path
+            }
+        }
+        return nil
+    }
 
     /// W_k or W_v of `layer` as [d_kv, d] in Hugging Face row order (a llama GGUF's RoPE row
     /// permutation of K undone, DESIGN.md §4).
@@ -45,7 +88,7 @@ public final class ModelSession: Sendable {
         let role: TensorRole = kind == .k ? .k : .v
         let name = opened.catalog.entry(layer: layer, role: role)?.name ?? "layer\(layer).\(kind.rawValue)"
         let id = opened.file.file.identity
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let absolute = URL(fileURLWithPath: opened.file.path).standardizedFileURL.path
         return "\(absolute)|\(id.device)|\(id.inode)|\(id.size)|\(id.modificationTimeNanoseconds)|\(name)|\(what)"
     }
 
@@ -58,5 +101,84 @@ public final class ModelSession: Sendable {
             cacheKey: { [self] layer, kind in cacheKey(layer: layer, kind: kind, what: "weight-spectrum") },
             progress: progress, cancellation: cancellation,
             load: { [self] layer in (try projection(layer: layer, kind: .k), try projection(layer: layer, kind: .v)) })
+    }
+
+    // MARK: - Calibration and kv spectra
+
+    /// The bundle's calibration statistics (nil when a model file was opened).
+    /// - Throws: ``TensorFileError`` for a damaged statistics file.
+    public func bundledCalibration() throws -> CalibrationStatistics? {
+        guard let bundle, let dir = bundleDirectory else { return nil }
+        return try CalibrationFile.read(path: URL(fileURLWithPath: dir).appendingPathComponent(bundle.files.calibration).path).statistics
+    }
+
+    /// The bundle's weight-quantization error tables, by tensor name (nil when a model file was opened).
+    /// - Throws: ``TensorFileError`` for a damaged tables file.
+    public func bundledWeightErrors() throws -> ErrorTableCache? {
+        guard let bundle, let dir = bundleDirectory else { return nil }
+        let file = URL(fileURLWithPath: dir).appendingPathComponent(bundle.files.weight_errors)
+        do {
+            return try ErrorTableCache(decoding: Data(contentsOf: file))
+        } catch {
+            throw TensorFileError(path: file.path, "not a weight error table file (\(error))")
+        }
+    }
+
+    /// Loads the full model for inference (dequantized once) with its tokenizer.
+    /// - Throws: ``TensorFileError`` when the full model is absent (a bundle without its source) or
+    ///   unreadable; ``InferenceError`` for an unsupported model.
+    public func inferenceModel() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+        guard let full = fullModelPath else {
+            throw TensorFileError(path: path, "the bundle's source model \(bundle?.model.path ?? "") is not present; run `make models`")
+        }
+        let file = try GGUFFile(path: full)
+        let metadata = file.metadata
+        return (try LlamaModel(weights: DenseLlamaWeights(gguf: file, metadata: metadata)),
+                try BPETokenizer(metadata: metadata))
+    }
+
+    /// Calibration statistics of the full model on `text`, from the on-disk cache
+    /// (``Inference/CalibrationCache``) when present, else captured and stored there.
+    /// A bundle whose text has the same hash answers from its own statistics.
+    /// - Parameters:
+    ///   - model: an already loaded model (else it is loaded).
+    ///   - progress: (layers done, total) of the capture.
+    /// - Throws: as ``inferenceModel()`` and ``Inference/CalibrationCapture/run(model:tokenizer:text:sampleCount:seed:maxSequenceLength:progress:cancellation:)``.
+    public func calibration(text: CalibrationText, model: (model: LlamaModel, tokenizer: BPETokenizer)? = nil,
+                            useCache: Bool = true, sampleCount: Int = 256,
+                            progress: ((Int, Int) -> Void)? = nil,
+                            cancellation: CancellationFlag? = nil) throws -> CalibrationStatistics {
+        if let bundle, bundle.text.sha256 == text.sha256, let stats = try bundledCalibration() { return stats }
+        guard let full = fullModelPath else {
+            throw TensorFileError(path: path, "the bundle's source model \(bundle?.model.path ?? "") is not present; run `make models`")
+        }
+        let cache = CalibrationCache(directory: CalibrationCache.defaultDirectory())
+        let url = cache.fileURL(modelIdentity: try CalibrationCache.modelIdentity(path: full), textSHA256: text.sha256,
+                                sampleCount: sampleCount, seed: 0, maxSequenceLength: CalibrationCapture.defaultMaxSequenceLength)
+        if useCache, let hit = cache.load(url, textSHA256: text.sha256) { return hit.statistics }
+        let loaded = try model ?? inferenceModel()
+        let (statistics, provenance) = try CalibrationCapture.run(
+            model: loaded.model, tokenizer: loaded.tokenizer, text: text, sampleCount: sampleCount,
+            progress: progress, cancellation: cancellation)
+        if useCache { try? cache.store(statistics, provenance: provenance, at: url) }
+        return statistics
+    }
+
+    /// K/V spectra (DESIGN.md §4, "kv") from calibration statistics: σᵢ = √λᵢ of the pre-RoPE
+    /// KᵀK and VᵀV, or with `postRoPE` of the post-RoPE KᵀK (V has no RoPE: its spectrum is unchanged).
+    /// - Throws: ``KVCompressionError`` when a Gram is missing (no post-RoPE Gram) or the eigensolver fails.
+    public static func kvSpectra(_ statistics: CalibrationStatistics, postRoPE: Bool = false) throws -> [LayerSpectra] {
+        try statistics.layers.map { layer in
+            var keyGram = layer.keyGram
+            if postRoPE {
+                guard let rotated = layer.keyGramPostRoPE else {
+                    throw KVCompressionError.invalidArgument("layer \(layer.layer): the statistics have no post-RoPE K Gram")
+                }
+                keyGram = rotated
+            }
+            return LayerSpectra(layer: layer.layer,
+                                k: try Spectrum(gram: keyGram, rows: statistics.tokenCount),
+                                v: try Spectrum(gram: layer.valueGram, rows: statistics.tokenCount))
+        }
     }
 }

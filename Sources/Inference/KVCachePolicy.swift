@@ -33,6 +33,16 @@ public protocol KVCachePolicy: Sendable {
     ///   - values: V, [T, d_kv].
     /// - Throws: any error of the compression (e.g. ``QuantizationError/nonFinite``).
     func compress(layer: Int, keys: Matrix, values: Matrix) throws -> CompressedKV
+    /// The compressed-branch reconstruction when features are computed from the layer input X
+    /// ([T, d], the attention-norm output) rather than from K/V themselves (non-projection factors,
+    /// e.g. `fitted`). The default ignores X.
+    func compress(layer: Int, inputs: Matrix, keys: Matrix, values: Matrix) throws -> CompressedKV
+}
+
+extension KVCachePolicy {
+    public func compress(layer: Int, inputs: Matrix, keys: Matrix, values: Matrix) throws -> CompressedKV {
+        try compress(layer: layer, keys: keys, values: values)
+    }
 }
 
 /// The baseline: every position reads exact keys and values.
@@ -51,19 +61,53 @@ public struct ExactKVCache: KVCachePolicy {
 /// With a basis U_r ([d_kv, r], orthonormal columns): c = U_rᵀ k per token, quantized per token in
 /// groups along the r features, k̂ = U_r ĉ. Without one: k itself is quantized per token in groups
 /// along its d_kv channels (HF order).
+///
+/// With non-projection factors (``inputFactor`` set, DESIGN.md §4 `fitted`): c = A x from the layer
+/// input x, quantized, and k̂ = B ĉ with B = ``basis`` (not necessarily orthonormal).
 public struct BranchCompression: Sendable {
-    /// U_r, [d_kv, r], or nil for no low rank.
+    /// U_r, [d_kv, r] (or B for non-projection factors), or nil for no low rank.
     public var basis: Matrix?
     /// The quantizer of the stored features, or nil for 16 bits (kept as computed).
     public var quantizer: UniformQuantizer?
+    /// A, [r, d]: features come from the layer input as c = A x; nil for a projection basis (c = U_rᵀ k).
+    public var inputFactor: Matrix?
 
     public init(basis: Matrix?, quantizer: UniformQuantizer?) {
         self.basis = basis
         self.quantizer = quantizer
+        self.inputFactor = nil
+    }
+
+    /// Non-projection factors W ≈ B·A: c = A x, k̂ = B Q(c).
+    /// - Throws: ``InferenceError/invalidPolicy(_:)`` when A's rows differ from B's columns.
+    public init(inputFactor a: Matrix, outputFactor b: Matrix, quantizer: UniformQuantizer?) throws {
+        guard a.rows == b.cols, a.rows > 0 else {
+            throw InferenceError.invalidPolicy("factors A \(a.rows)x\(a.cols) and B \(b.rows)x\(b.cols) do not fit")
+        }
+        self.basis = b
+        self.quantizer = quantizer
+        self.inputFactor = a
     }
 
     /// True when the branch reconstructs its input unchanged.
     public var isExact: Bool { basis == nil && quantizer == nil }
+
+    /// The reconstruction of every token, using the layer input when the features come from it.
+    /// - Parameters:
+    ///   - x: K or V, [T, d_kv].
+    ///   - inputs: the layer input X, [T, d] (read only with an ``inputFactor``).
+    /// - Throws: as ``reconstruct(_:)``.
+    public func reconstruct(_ x: Matrix, inputs: Matrix) throws -> Matrix {
+        guard let a = inputFactor, let b = basis else { return try reconstruct(x) }
+        guard a.cols == inputs.cols, inputs.rows == x.rows, b.rows == x.cols else {
+            throw InferenceError.invalidPolicy("factors A \(a.rows)x\(a.cols), B \(b.rows)x\(b.cols) for X \(inputs.rows)x\(inputs.cols), K \(x.rows)x\(x.cols)")
+        }
+        var features = try matmul(inputs, .none, a, .transpose)  // c = A x for every token: [T, r]
+        if let quantizer {
+            try features.withUnsafeMutableBufferPointer { try quantizer.fakeQuantize($0, rowLength: a.rows) }
+        }
+        return try matmul(features, .none, b, .transpose)  // k̂ = B ĉ
+    }
 
     /// The reconstruction x̂ of every row of `x` ([T, d_kv]).
     /// - Throws: ``InferenceError/invalidPolicy(_:)`` when the basis does not fit, quantizer errors.
@@ -153,7 +197,19 @@ public struct BiBranchKVCache: KVCachePolicy {
             throw InferenceError.invalidPolicy("no entry for layer \(layer) (policy has \(keys.count) layers)")
         }
         let kb = keys[layer], vb = values[layer]
+        guard kb.inputFactor == nil, vb.inputFactor == nil else {
+            throw InferenceError.invalidPolicy("layer \(layer) has input factors: the forward pass must pass the layer input")
+        }
         return CompressedKV(keys: kb.isExact ? nil : try kb.reconstruct(k),
                             values: vb.isExact ? nil : try vb.reconstruct(v))
+    }
+
+    public func compress(layer: Int, inputs x: Matrix, keys k: Matrix, values v: Matrix) throws -> CompressedKV {
+        guard layer >= 0, layer < keys.count else {
+            throw InferenceError.invalidPolicy("no entry for layer \(layer) (policy has \(keys.count) layers)")
+        }
+        let kb = keys[layer], vb = values[layer]
+        return CompressedKV(keys: kb.isExact ? nil : try kb.reconstruct(k, inputs: x),
+                            values: vb.isExact ? nil : try vb.reconstruct(v, inputs: x))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KVCompression
 import LinearAlgebra
 
 /// The activations of one layer that calibration statistics are built from (DESIGN.md §4,
@@ -25,27 +26,8 @@ public struct LayerCapture: Sendable {
 /// Receives every layer's ``LayerCapture`` during a forward pass (e.g. a calibration accumulator).
 public typealias LayerObserver = (LayerCapture) throws -> Void
 
-/// A flag that cancels a running forward pass or perplexity run from another thread.
-public final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cancelled = false
-
-    public init() {}
-
-    /// Asks the run to stop; it throws ``InferenceError/cancelled`` at its next check.
-    public func cancel() {
-        lock.lock()
-        cancelled = true
-        lock.unlock()
-    }
-
-    /// Whether ``cancel()`` was called.
-    public var isCancelled: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return cancelled
-    }
-
+extension CancellationFlag {
+    /// Throws ``InferenceError/cancelled`` when the flag is set.
     func check() throws {
         if isCancelled { throw InferenceError.cancelled }
     }
@@ -135,7 +117,7 @@ public struct LlamaModel: Sendable {
 
             // The policy sees pre-RoPE K in HF order; its K̂ goes back to the stored order for RoPE.
             let keysHF = toHFOrder(k, heads: c.kvHeadCount)
-            let compressed = try policy.compress(layer: li, keys: keysHF, values: v)
+            let compressed = try policy.compress(layer: li, inputs: h, keys: keysHF, values: v)
             for m in [compressed.keys, compressed.values].compactMap({ $0 }) where m.rows != T || m.cols != c.kvDimension {
                 throw InferenceError.invalidPolicy("layer \(li) returned [\(m.rows), \(m.cols)] for [\(T), \(c.kvDimension)]")
             }

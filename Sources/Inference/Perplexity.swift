@@ -1,4 +1,5 @@
 import Foundation
+import KVCompression
 import LinearAlgebra
 
 /// The result of a perplexity run (DESIGN.md §4, "Perplexity").

@@ -11,6 +11,9 @@ struct KVScope: ParsableCommand {
             """,
         version: KVScopeVersion.string,
         subcommands: [Bench.self,
+                      MakeBundle.self,
+                      Calibrate.self,
+                      Eval.self,
                       Inspect.self,
                       Spectra.self]
     )

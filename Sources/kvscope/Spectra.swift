@@ -1,6 +1,7 @@
 import ArgumentParser
 import ExplorerCore
 import Foundation
+import Inference
 import KVCompression
 
 /// `kvscope spectra MODEL`: singular-value spectra of every layer's K and V (DESIGN.md §4, §5).
@@ -8,7 +9,10 @@ struct Spectra: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Singular-value spectra and energy ranks of every layer's key and value projections.",
         discussion: """
-            --source weights (default) uses W_k and W_v; it needs no tokenizer and no text. Results
+            --source weights (default) uses W_k and W_v; it needs no tokenizer and no text.
+            --source kv and kv-post-rope take the singular values of the calibration K (pre- or
+            post-RoPE) and V from their Grams: from --stats FILE, or by running the model on
+            --text FILE (cached under $XDG_CACHE_HOME/kvscope/calibration), or from a bundle. Results
             are cached under $XDG_CACHE_HOME/kvscope (default ~/.cache/kvscope), keyed by the file's
             identity, so a second run is fast. Energy rank r_p is the smallest r whose leading
             singular values hold a fraction p of Σσ².
@@ -43,7 +47,27 @@ struct Spectra: ParsableCommand {
                 defer { bar.finish() }
                 spectra = try session.weightSpectra(useCache: !noCache, progress: { bar.update($0, $1) })
             case .kv, .kvPostRope:
-                throw CommandError("--source \(source.rawValue) needs the inference engine, which this build does not have yet")
+                let statistics: CalibrationStatistics
+                if let stats {
+                    statistics = try CalibrationFile.read(path: stats).statistics
+                    guard statistics.layers.count == session.layerCount,
+                          statistics.layers.first?.keyGram.rows == session.hyperparameters.kvDim else {
+                        throw CommandError("\(stats): statistics of \(statistics.layers.count) layers of d_kv \(statistics.layers.first?.keyGram.rows ?? 0) do not fit \(model) (\(session.layerCount) layers of d_kv \(session.hyperparameters.kvDim))")
+                    }
+                } else if let text {
+                    let interrupt = InterruptCancellation()
+                    let bar = ProgressBar("calibrate")
+                    defer { bar.finish() }
+                    statistics = try interrupt.run {
+                        try session.calibration(text: try CalibrationText(path: text), useCache: !noCache,
+                                                progress: { bar.update($0, $1) }, cancellation: interrupt.flag)
+                    }
+                } else if let bundled = try session.bundledCalibration() {
+                    statistics = bundled
+                } else {
+                    throw CommandError("--source \(source.rawValue) needs --text FILE or --stats FILE")
+                }
+                spectra = try ModelSession.kvSpectra(statistics, postRoPE: source == .kvPostRope)
             }
             if json {
                 CLIError.printJSON(Spectra.document(source: source.rawValue, spectra))

@@ -86,14 +86,3 @@ func loadSmolLM2Weights() throws -> DenseLlamaWeights {
     let file = try GGUFFile(path: smolLM2Path)
     return try DenseLlamaWeights(gguf: file, metadata: file.metadata)
 }
-
-/// Each column flipped so that its entry of largest magnitude is positive.
-func canonicalSigns(_ u: Matrix) -> Matrix {
-    var out = u
-    for j in 0..<u.cols {
-        var best: Float = 0
-        for i in 0..<u.rows where abs(u[i, j]) > abs(best) { best = u[i, j] }
-        if best < 0 { for i in 0..<u.rows { out[i, j] = -u[i, j] } }
-    }
-    return out
-}

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import KVCompression
 import LinearAlgebra
 import Quantization
 import Testing

@@ -16,6 +16,7 @@ applied to K̂ at the token's position.
 Writes Tests/Golden/inference/smollm2_reference.json and the tiny random llama under
 Tests/Golden/inference/tiny/. Run from the repository root:
     python3 Tests/Reference/llama_reference.py [--dump-weights DIR]
+    python3 Tests/Reference/llama_reference.py --bench [--text Samples/eval.txt] [--repeat 3]   # JSON on stdout
 --dump-weights writes SmolLM2's dequantized tensors (GGUF order, float32 LE) with a manifest, so the
 Swift forward pass can be checked before the GGUF reader exists (not committed).
 """
@@ -363,11 +364,38 @@ def tiny():
                    "styles": styles}, f)
 
 
+def bench(text_path, repeat):
+    """Prefill throughput of the numpy forward pass (logits of every position), median of `repeat`
+    runs after one warm-up, printed as one JSON document on stdout (for `make bench`)."""
+    from tokenizer_golden import build_tokenizer, load as load_vocab
+    tokens_v, merges, _, _ = load_vocab()
+    tok = build_tokenizer(tokens_v, merges)
+    ids = tok.encode(open(text_path, "rb").read().decode("utf-8"), add_special_tokens=False).ids
+    model = load_smollm2()
+    forward(model, ids)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        logits = forward(model, ids)
+        times.append(time.perf_counter() - t0)
+    median = sorted(times)[len(times) // 2]
+    _, ppl, _ = nll_stats(logits, ids)
+    print(json.dumps({"n_tokens": len(ids), "times_s": times, "median_s": median,
+                      "tokens_per_second": len(ids) / median, "perplexity": ppl,
+                      "numpy": np.__version__}, sort_keys=True))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dump-weights", default=None)
     ap.add_argument("--tiny-only", action="store_true")
+    ap.add_argument("--bench", action="store_true", help="time the SmolLM2 prefill of --text; print JSON only")
+    ap.add_argument("--text", default="Samples/eval.txt")
+    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
+    if a.bench:
+        bench(a.text, a.repeat)
+        return
     tiny()
     if not a.tiny_only:
         smollm2(a.dump_weights)

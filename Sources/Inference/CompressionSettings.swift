@@ -1,0 +1,195 @@
+import KVCompression
+import LinearAlgebra
+import Quantization
+
+/// One uniform KV-cache compression choice for every layer, as `kvscope eval` takes it (DESIGN.md §5).
+///
+/// A rank of nil or ≥ d_kv means no low rank; bits 16 means no quantization; window 0 means every
+/// position reads the compressed branch.
+public struct CompressionSettings: Sendable, Equatable {
+    /// Rank of K (nil: no low rank).
+    public var keyRank: Int?
+    /// Rank of V (nil: no low rank).
+    public var valueRank: Int?
+    /// The causal exact window w.
+    public var window: Int
+    /// Bits of the compressed branch: 2…8, or 16.
+    public var bits: Int
+    /// Quantization group along a token's stored features (nil: one group per token).
+    public var groupSize: Int?
+    /// How the low-rank factors are chosen.
+    public var basis: BasisKind
+
+    /// Settings, checked.
+    /// - Throws: ``InferenceError/invalidPolicy(_:)`` for a rank < 1, a negative window, bits outside
+    ///   {2…8, 16} or a group < 1.
+    public init(keyRank: Int? = nil, valueRank: Int? = nil, window: Int = 0, bits: Int = 16, groupSize: Int? = nil,
+                basis: BasisKind = .activations) throws {
+        for (name, r) in [("key rank", keyRank), ("value rank", valueRank)] {
+            if let r, r < 1 { throw InferenceError.invalidPolicy("\(name) must be at least 1, got \(r)") }
+        }
+        guard window >= 0 else { throw InferenceError.invalidPolicy("window must be non-negative, got \(window)") }
+        guard bits == 16 || (2...8).contains(bits) else {
+            throw InferenceError.invalidPolicy("bits must be 2…8 or 16, got \(bits)")
+        }
+        if let g = groupSize, g < 1 { throw InferenceError.invalidPolicy("group size must be at least 1, got \(g)") }
+        self.keyRank = keyRank
+        self.valueRank = valueRank
+        self.window = window
+        self.bits = bits
+        self.groupSize = groupSize
+        self.basis = basis
+    }
+
+    /// Whether the settings leave the cache exact (no low rank below d_kv, 16 bits).
+    public func isExact(kvDimension: Int) -> Bool {
+        effectiveRank(keyRank, kvDimension) == nil && effectiveRank(valueRank, kvDimension) == nil && bits == 16
+    }
+
+    /// Whether the low-rank branch needs calibration statistics (every basis but `weights`).
+    public func needsCalibration(kvDimension: Int) -> Bool {
+        basis != .weights && (effectiveRank(keyRank, kvDimension) != nil || effectiveRank(valueRank, kvDimension) != nil)
+    }
+
+    func effectiveRank(_ r: Int?, _ dkv: Int) -> Int? {
+        guard let r, r < dkv else { return nil }
+        return r
+    }
+
+    /// The per-layer settings of the memory model (rank d_kv for no low rank).
+    /// - Throws: ``KVCompressionError`` for invalid settings.
+    public func layerSettings(layerCount: Int, kvDimension: Int) throws -> [LayerKVSetting] {
+        let k = try BranchSetting(rank: effectiveRank(keyRank, kvDimension) ?? kvDimension, bits: bits)
+        let v = try BranchSetting(rank: effectiveRank(valueRank, kvDimension) ?? kvDimension, bits: bits)
+        return Array(repeating: LayerKVSetting(k: k, v: v), count: layerCount)
+    }
+
+    /// The bi-branch memory model of these settings (DESIGN.md §4).
+    /// - Throws: ``KVCompressionError`` for invalid sizes.
+    public func memoryModel(configuration c: LlamaConfiguration) throws -> BiBranchMemoryModel {
+        let lowRank = effectiveRank(keyRank, c.kvDimension) != nil || effectiveRank(valueRank, c.kvDimension) != nil
+        return try BiBranchMemoryModel(kvSize: c.kvDimension, hiddenSize: c.hiddenSize, window: window,
+                                       groupSize: groupSize, basis: lowRank ? basis : .activations)
+    }
+
+    /// The KV-cache policy of these settings on `model`.
+    ///
+    /// Bases are computed per layer in HF channel order from W_k/W_v (`weights`, `asvd`), the
+    /// calibration K/V Grams (`activations`), or trained from the sampled rows (`fitted`); their
+    /// eigenvector signs are canonical (largest-magnitude entry of each column positive), which
+    /// matters for a quantized feature branch.
+    /// - Parameters:
+    ///   - calibration: required unless there is no low rank or the basis is `weights`.
+    ///   - progress: (layers done, layer count).
+    /// - Throws: ``InferenceError/invalidPolicy(_:)`` when calibration data is missing or does not
+    ///   fit the model; KVCompression errors.
+    public func policy(model: LlamaModel, calibration: CalibrationStatistics?,
+                       progress: ((Int, Int) -> Void)? = nil,
+                       cancellation: CancellationFlag? = nil) throws -> BiBranchKVCache {
+        let c = model.configuration
+        let keyR = effectiveRank(keyRank, c.kvDimension), valueR = effectiveRank(valueRank, c.kvDimension)
+        var quantizer: UniformQuantizer?
+        if bits != 16 {
+            do { quantizer = try UniformQuantizer(bits: bits, groupSize: groupSize, mode: .asymmetric) } catch {
+                throw InferenceError.invalidPolicy("\(error)")
+            }
+        }
+        if keyR == nil && valueR == nil {
+            let exact = BranchCompression(basis: nil, quantizer: quantizer)
+            return try BiBranchKVCache(window: window, keys: Array(repeating: exact, count: c.layerCount),
+                                       values: Array(repeating: exact, count: c.layerCount))
+        }
+        if basis != .weights {
+            guard let calibration else {
+                throw InferenceError.invalidPolicy("the \(basis.rawValue) basis needs calibration statistics")
+            }
+            guard calibration.layers.count == c.layerCount,
+                  calibration.layers.allSatisfy({ $0.keyGram.rows == c.kvDimension }) else {
+                throw InferenceError.invalidPolicy(
+                    "calibration statistics have \(calibration.layers.count) layers of d_kv \(calibration.layers.first?.keyGram.rows ?? 0), the model \(c.layerCount) of \(c.kvDimension)")
+            }
+            if basis == .fitted, calibration.layers.contains(where: { $0.sampleInputs.rows == 0 }) {
+                throw InferenceError.invalidPolicy("the fitted basis needs sampled token rows in the calibration statistics")
+            }
+        }
+        var keys: [BranchCompression] = [], values: [BranchCompression] = []
+        for layer in 0..<c.layerCount {
+            try cancellation?.check()
+            for kind in ProjectionKind.allCases {
+                guard let rank = kind == .k ? keyR : valueR else {
+                    (kind == .k ? { keys.append($0) } : { values.append($0) })(BranchCompression(basis: nil, quantizer: quantizer))
+                    continue
+                }
+                let weight = model.projectionHF(layer: layer, kind: kind)
+                let stats = calibration?.layers[layer]
+                let projection: ProjectionBasis
+                switch basis {
+                case .weights:
+                    projection = try ProjectionBasis.weights(weight)
+                case .asvd:
+                    guard let meanAbs = stats?.attentionInput?.meanAbs else {
+                        throw InferenceError.invalidPolicy("layer \(layer): the asvd basis needs mean|x| of the attention input")
+                    }
+                    projection = try ProjectionBasis.asvd(weight: weight, inputMeanAbs: meanAbs)
+                case .activations, .fitted:
+                    guard let stats else { throw InferenceError.invalidPolicy("layer \(layer): no calibration statistics") }
+                    projection = try ProjectionBasis.activations(keyGram: stats.gram(kind))
+                }
+                let u = canonicalSigns(projection.u)
+                let branch: BranchCompression
+                if basis == .fitted, let stats {
+                    let start = try ProjectionBasis(kind: .activations, u: u, strengths: projection.strengths)
+                    let fitted = try fitFactors(weight: weight, inputs: stats.sampleInputs, targets: stats.samples(kind),
+                                                start: start, rank: rank, bits: bits, groupSize: groupSize,
+                                                cancellation: cancellation)
+                    branch = try BranchCompression(inputFactor: fitted.factors.a, outputFactor: fitted.factors.b,
+                                                   quantizer: quantizer)
+                } else {
+                    branch = BranchCompression(basis: u.prefixColumns(rank), quantizer: quantizer)
+                }
+                if kind == .k { keys.append(branch) } else { values.append(branch) }
+            }
+            progress?(layer + 1, c.layerCount)
+        }
+        return try BiBranchKVCache(window: window, keys: keys, values: values)
+    }
+}
+
+/// Each column flipped so that its entry of largest magnitude is positive (eigenvector signs are
+/// arbitrary, and a quantized feature branch depends on them). Ties keep the first such entry.
+public func canonicalSigns(_ u: Matrix) -> Matrix {
+    var out = u
+    let rows = u.rows, cols = u.cols
+    out.withUnsafeMutableBufferPointer { p in
+        for j in 0..<cols {
+            var best: Float = 0
+            for i in 0..<rows where abs(p[i * cols + j]) > abs(best) { best = p[i * cols + j] }
+            if best < 0 { for i in 0..<rows { p[i * cols + j] = -p[i * cols + j] } }
+        }
+    }
+    return out
+}
+
+extension LlamaModel {
+    /// W_k or W_v of `layer` as [d_kv, d] in HF row order (a GGUF's adjacent-pair permutation of K undone).
+    public func projectionHF(layer: Int, kind: ProjectionKind) -> Matrix {
+        let l = weights.layers[layer]
+        guard kind == .k, configuration.ropeStyle == .adjacentPairs else { return kind == .k ? l.key : l.value }
+        // Stored row 2i+p of a head is HF row p·head_dim/2 + i (the GGUF converter's permutation).
+        let w = l.key, cols = w.cols, hd = configuration.headDimension, half = hd / 2
+        var out = Matrix(rows: w.rows, cols: cols)
+        w.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for h in 0..<configuration.kvHeadCount {
+                    for i in 0..<half {
+                        for p in 0..<2 {
+                            let stored = (h * hd + 2 * i + p) * cols, hf = (h * hd + p * half + i) * cols
+                            for j in 0..<cols { dst[hf + j] = src[stored + j] }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,230 @@
+import ArgumentParser
+import Dispatch
+import ExplorerCore
+import Foundation
+import Inference
+import KVCompression
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Ctrl-C (SIGINT) sets a ``CancellationFlag`` instead of killing the process, so a long run stops
+/// at its next check and the command exits 130 with one line.
+final class InterruptCancellation: @unchecked Sendable {
+    let flag = CancellationFlag()
+    private let source: DispatchSourceSignal
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue.global())
+        let flag = self.flag
+        source.setEventHandler { flag.cancel() }
+        source.resume()
+    }
+
+    deinit {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+
+    /// Runs `body`; a cancellation becomes the line `kvscope: cancelled` and exit status 130.
+    func run<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error where flag.isCancelled || Self.isCancellation(error) {
+            FileHandle.standardError.write(Data("\r\u{1B}[Kkvscope: cancelled\n".utf8))
+            throw ExitCode(130)
+        }
+    }
+
+    static func isCancellation(_ error: Error) -> Bool {
+        if let e = error as? InferenceError, e == .cancelled { return true }
+        if let e = error as? KVCompressionError, case .cancelled = e { return true }
+        return false
+    }
+}
+
+/// The sample calibration text `--calib` defaults to (DESIGN.md §3), relative to the current directory.
+let defaultCalibrationText = "Samples/calibration.txt"
+
+/// `kvscope eval MODEL --text FILE`: perplexity under a compressed KV cache (DESIGN.md §4, §5).
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Perplexity of a text with the KV cache compressed inside every layer.",
+        discussion: """
+            The text is read verbatim and tokenized by the model's tokenizer; one sequence is prefilled
+            with a causal mask. Without --rank (or with R ≥ d_kv) there is no low rank; without --bits
+            (or with 16) no quantization; --window defaults to 0. Bases other than `weights` come from
+            calibration statistics of --calib (default Samples/calibration.txt), cached under
+            $XDG_CACHE_HOME/kvscope/calibration. With any compression option the baseline perplexity
+            is reported too. Ctrl-C cancels (exit status 130).
+            """)
+
+    @Argument(help: "The model file (llama GGUF) or a sample bundle whose source model is present.") var model: String
+    @Option(help: "Plain-text file to evaluate, read verbatim.") var text: String
+    @Option(help: "Calibration text for the basis (default: Samples/calibration.txt).") var calib: String?
+    @Option(help: "Rank of K and V (1…d_kv).") var rank: Int?
+    @Option(name: .customLong("k-rank"), help: "Rank of K.") var keyRank: Int?
+    @Option(name: .customLong("v-rank"), help: "Rank of V.") var valueRank: Int?
+    @Option(help: "Exact window w (tokens).") var window: Int?
+    @Option(help: "Bits of the compressed branch: 2…8, or 16 for none.") var bits: Int?
+    @Option(help: "Quantization group size (default: one group per token).") var group: Int?
+    @Option(help: "Basis: activations, weights, asvd or fitted.") var basis: BasisKind = .activations
+    @Flag(help: "Print one JSON document on stdout.") var json = false
+
+    func validate() throws {
+        if rank != nil && (keyRank != nil || valueRank != nil) { throw ValidationError("give --rank or --k-rank/--v-rank, not both") }
+    }
+
+    /// Value checks, reported as one-line errors with exit status 1.
+    func checkValues() throws {
+        for (name, value) in [("--rank", rank), ("--k-rank", keyRank), ("--v-rank", valueRank)] {
+            if let value, value < 1 { throw CommandError("\(name) must be at least 1, got \(value)") }
+        }
+        if let window, window < 0 { throw CommandError("--window must be non-negative, got \(window)") }
+        if let bits, bits != 16 && !(2...8).contains(bits) { throw CommandError("--bits must be 2…8 or 16, got \(bits)") }
+        if let group, group < 1 { throw CommandError("--group must be at least 1, got \(group)") }
+    }
+
+    /// Whether any compression option was given (then the baseline is reported too).
+    var hasCompressionOption: Bool {
+        rank != nil || keyRank != nil || valueRank != nil || window != nil || bits != nil || group != nil
+    }
+
+    func settings() throws -> CompressionSettings {
+        try CompressionSettings(keyRank: rank ?? keyRank, valueRank: rank ?? valueRank, window: window ?? 0,
+                                bits: bits ?? 16, groupSize: group, basis: basis)
+    }
+
+    func run() throws {
+        let interrupt = InterruptCancellation()
+        try CLIError.reporting {
+            try interrupt.run {
+                try checkValues()
+                let result = try EvalRun(modelPath: model, textPath: text, calibrationPath: calib, settings: try settings(),
+                                         reportBaseline: hasCompressionOption, cancellation: interrupt.flag).run()
+                if json {
+                    CLIError.printJSON(result.json)
+                } else {
+                    print(result.summary)
+                }
+            }
+        }
+    }
+}
+
+extension BasisKind: ExpressibleByArgument {}
+
+/// One `eval` computation: shared by the command and, later, `--config`.
+struct EvalRun {
+    var modelPath: String
+    var textPath: String
+    var calibrationPath: String?
+    var settings: CompressionSettings
+    var reportBaseline: Bool
+    var cancellation: CancellationFlag
+
+    struct Result {
+        var compressed: PerplexityResult
+        var baseline: PerplexityResult?
+        var kvBytes: Double
+        var baselineKVBytes: Double
+
+        var json: JSON {
+            var doc: [String: JSON] = [
+                "n_tokens": compressed.tokenCount.json, "n_predictions": compressed.predictionCount.json,
+                "mean_nll": compressed.meanNegativeLogLikelihood.json, "perplexity": compressed.perplexity.json,
+                "kv_bytes": kvBytes.json, "baseline_kv_bytes": baselineKVBytes.json,
+            ]
+            if let baseline { doc["baseline_perplexity"] = baseline.perplexity.json }
+            return .object(doc)
+        }
+
+        var summary: String {
+            var lines = [String(format: "perplexity %.4f (mean NLL %.5f) over %d predictions of %d tokens",
+                                compressed.perplexity, compressed.meanNegativeLogLikelihood,
+                                compressed.predictionCount, compressed.tokenCount)]
+            if let baseline { lines.append(String(format: "baseline perplexity %.4f", baseline.perplexity)) }
+            lines.append(String(format: "KV cache %.0f bytes vs %.0f fp16 baseline (ratio %.3f)", kvBytes, baselineKVBytes,
+                                baselineKVBytes > 0 ? 1 - kvBytes / baselineKVBytes : 0))
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    func run() throws -> Result {
+        let text = try CalibrationText(path: textPath)
+        let session = try ModelSession(path: modelPath)
+        let bar = ProgressBar("eval")
+        defer { bar.finish() }
+        let loaded = try session.inferenceModel()
+        let c = loaded.model.configuration
+        var calibration: CalibrationStatistics?
+        if settings.needsCalibration(kvDimension: c.kvDimension) {
+            let path = calibrationPath ?? defaultCalibrationText
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw CommandError(calibrationPath == nil
+                    ? "\(path): the default calibration text is not here (run from the repository root or pass --calib FILE)"
+                    : "\(path): no such calibration text")
+            }
+            let calibText = try CalibrationText(path: path)
+            calibration = try session.calibration(text: calibText, model: loaded,
+                                                  progress: { bar.update($0, $1) }, cancellation: cancellation)
+        }
+        let policy = try settings.policy(model: loaded.model, calibration: calibration, cancellation: cancellation)
+        let tokens = loaded.tokenizer.encode(text.text)
+        guard tokens.count >= 2 else { throw CommandError("\(textPath): the text has \(tokens.count) tokens; perplexity needs at least 2") }
+        let runs = reportBaseline ? 2 : 1
+        let compressed = try Perplexity.evaluate(model: loaded.model, tokens: tokens, policy: policy,
+                                                 progress: { bar.update(Int($0 * 1000), 1000 * runs) },
+                                                 cancellation: cancellation)
+        var baseline: PerplexityResult?
+        if reportBaseline {
+            baseline = try Perplexity.evaluate(model: loaded.model, tokens: tokens,
+                                          progress: { bar.update(1000 + Int($0 * 1000), 2000) },
+                                          cancellation: cancellation)
+        }
+        let memory = try settings.memoryModel(configuration: c)
+        let layers = try settings.layerSettings(layerCount: c.layerCount, kvDimension: c.kvDimension)
+        return Result(compressed: compressed, baseline: baseline,
+                      kvBytes: try memory.totalBytes(layers, contextLength: tokens.count),
+                      baselineKVBytes: try memory.baselineTotalBytes(layerCount: c.layerCount, contextLength: tokens.count))
+    }
+}
+
+/// `kvscope bench prefill MODEL --text FILE`: tokens/s of a baseline prefill (median of 3).
+struct BenchPrefill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prefill",
+        abstract: "Time a baseline prefill (forward pass and logits of every position) of a text.")
+
+    @Argument(help: "The llama GGUF model.") var model: String
+    @Option(help: "Plain-text file, read verbatim.") var text: String
+    @Option(name: .customLong("repeat"), help: "Timed repetitions (after one warm-up).") var repetitions = 3
+    @Flag(help: "Print one JSON document on stdout.") var json = false
+
+    func run() throws {
+        try CLIError.reporting {
+            let t = try CalibrationText(path: text)
+            let session = try ModelSession(path: model)
+            let loaded = try session.inferenceModel()
+            let tokens = loaded.tokenizer.encode(t.text)
+            guard tokens.count >= 2 else { throw CommandError("\(text): fewer than 2 tokens") }
+            _ = try Perplexity.evaluate(model: loaded.model, tokens: tokens)
+            var times: [Double] = []
+            var ppl = 0.0
+            for _ in 0..<max(repetitions, 1) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                ppl = try Perplexity.evaluate(model: loaded.model, tokens: tokens).perplexity
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            let median = times.sorted()[times.count / 2]
+            let rate = Double(tokens.count) / median
+            if json {
+                CLIError.printJSON(["n_tokens": tokens.count.json, "times_s": times.json, "median_s": median.json,
+                                    "tokens_per_second": rate.json, "perplexity": ppl.json])
+            } else {
+                print(String(format: "prefill of %d tokens: median %.3f s = %.1f tokens/s (PPL %.4f)", tokens.count, median, rate, ppl))
+            }
+        }
+    }
+}
