@@ -19,10 +19,16 @@ public struct GEMVBenchmark: Sendable, Codable {
     public let bandwidthGBs: Double
     /// Bytes the fused kernel reads: packed code words and its Float metadata.
     public let fusedBytes: Int
+    /// Bytes `cblas_sgemv` reads: the fp32 matrix.
+    public let sgemvBytes: Int
+    /// Worker threads of the fused kernel.
+    public let threads: Int
     /// sgemv time / fused time.
     public var speedup: Double { sgemv / fused }
     /// Bytes read by the fused kernel per second, GB/s.
     public var fusedGBs: Double { Double(fusedBytes) / fused / 1e9 }
+    /// Bytes read by `cblas_sgemv` per second, GB/s.
+    public var sgemvGBs: Double { Double(sgemvBytes) / sgemv / 1e9 }
     /// Fused throughput as a fraction of the measured read bandwidth.
     public var bandwidthFraction: Double { fusedGBs / bandwidthGBs }
 }
@@ -54,9 +60,9 @@ public enum QuantizationBenchmarks {
         }
         let sgemv = try median(repeats) { try LinearAlgebra.gemv(w, .none, x, into: &y) }
         let bandwidth = readBandwidth(bytes: 512 << 20, repeats: 5)
-        let bytes = packed.words.count * 4 + packed.kernelScales.count * 8
         return GEMVBenchmark(rows: rows, cols: cols, bits: bits, groupSize: groupSize, fused: fused, sgemv: sgemv,
-                             bandwidthGBs: bandwidth, fusedBytes: bytes)
+                             bandwidthGBs: bandwidth, fusedBytes: packed.kernelBytes, sgemvBytes: rows * cols * 4,
+                             threads: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// Streaming read bandwidth in GB/s: every core sums its slice of a `bytes` buffer with SIMD
