@@ -12,6 +12,7 @@ struct KVScope: ParsableCommand {
         version: KVScopeVersion.string,
         subcommands: [Bench.self,
                       Inspect.self,
+                      Quantize.self,
                       Spectra.self]
     )
 
