@@ -27,10 +27,10 @@ protocol ChunkDecoder {
 }
 
 @inline(__always) private func f(_ v: SIMD8<UInt32>) -> SIMD8<Float> {
-    SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v))
+    laneFloats(SIMD8<Int32>(truncatingIfNeeded: v))
 }
 @inline(__always) private func f(_ v: SIMD8<UInt32>, _ bias: SIMD8<Int32>) -> SIMD8<Float> {
-    SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v) &- bias)
+    laneFloats(SIMD8<Int32>(truncatingIfNeeded: v) &- bias)
 }
 @inline(__always) private func load(_ p: UnsafeRawPointer, _ offset: Int) -> SIMD8<Float> {
     p.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)

@@ -37,15 +37,18 @@ struct BenchGEMV: ParsableCommand {
                     "threads": r.threads.json, "repeats": repetitions.json,
                     "fused_median_s": r.fused.json, "sgemv_median_s": r.sgemv.json,
                     "speedup_vs_sgemv": r.speedup.json,
+                    "fused_min_s": r.fusedMinimum.json, "sgemv_min_s": r.sgemvMinimum.json,
+                    "speedup_of_minima": (r.sgemvMinimum / r.fusedMinimum).json,
                     "fused_bytes": r.fusedBytes.json, "sgemv_bytes": r.sgemvBytes.json,
                     "fused_read_gbs": r.fusedGBs.json, "sgemv_read_gbs": r.sgemvGBs.json,
                     "read_bandwidth_gbs": r.bandwidthGBs.json,
                     "fused_bandwidth_fraction": r.bandwidthFraction.json,
                 ])
             } else {
-                print(String(format: "%dx%d %d-bit g%d: fused %.3f ms, sgemv %.3f ms, speedup %.2f×; fused reads %.1f GB/s = %.0f%% of the measured read bandwidth %.1f GB/s (sgemv %.1f GB/s)",
+                print(String(format: "%dx%d %d-bit g%d: fused %.3f ms, sgemv %.3f ms, speedup %.2f×; fused reads %.1f GB/s = %.0f%% of the measured read bandwidth %.1f GB/s (sgemv %.1f GB/s); minima: fused %.3f ms, sgemv %.3f ms",
                              rows, cols, bits, group, r.fused * 1e3, r.sgemv * 1e3, r.speedup, r.fusedGBs,
-                             100 * r.bandwidthFraction, r.bandwidthGBs, r.sgemvGBs))
+                             100 * r.bandwidthFraction, r.bandwidthGBs, r.sgemvGBs,
+                             r.fusedMinimum * 1e3, r.sgemvMinimum * 1e3))
             }
         }
     }

@@ -133,10 +133,11 @@ struct Quantize: ParsableCommand {
         let fp16 = Double(2 * n)
         var out = "\(session.path): \(hp.architecture), \(hp.nLayers) layers, \(rows.count) weight matrices\n"
         out += "\(bits) bits, group \(group), \(sym ? "symmetric" : "asymmetric"), outliers p = \(outliers)\n\n"
-        out += "tensor".padding(toLength: 40, withPad: " ", startingAt: 0) + "  role  layer        shape  rel_error        bytes\n"
+        let width = max(40, rows.map(\.entry.name.count).max() ?? 0)
+        out += "tensor".padding(toLength: width, withPad: " ", startingAt: 0) + "  role  layer        shape  rel_error        bytes\n"
         for r in rows {
             let shape = r.entry.shape.map(String.init).joined(separator: "x")
-            out += r.entry.name.padding(toLength: max(40, r.entry.name.count), withPad: " ", startingAt: 0)
+            out += r.entry.name.padding(toLength: width, withPad: " ", startingAt: 0)
             out += "  " + r.entry.role.rawValue.padding(toLength: 4, withPad: " ", startingAt: 0)
             out += String(r.entry.layer ?? -1).leftPad(7) + shape.leftPad(13)
             out += String(format: "%11.6f", r.relativeError) + String(format: "%13.0f", r.bytes) + "\n"
