@@ -15,14 +15,24 @@ public struct GEMVBenchmark: Sendable, Codable {
     public let fused: Double
     /// Median seconds of one `cblas_sgemv` on the fp32 matrix.
     public let sgemv: Double
+    /// Fastest fused GEMV, seconds (less sensitive to other load on the machine than the median).
+    public let fusedMinimum: Double
+    /// Fastest `cblas_sgemv`, seconds.
+    public let sgemvMinimum: Double
     /// Measured multithreaded streaming read bandwidth, GB/s (10⁹ bytes/s).
     public let bandwidthGBs: Double
     /// Bytes the fused kernel reads: packed code words and its Float metadata.
     public let fusedBytes: Int
+    /// Bytes `cblas_sgemv` reads: the fp32 matrix.
+    public let sgemvBytes: Int
+    /// Worker threads of the fused kernel.
+    public let threads: Int
     /// sgemv time / fused time.
     public var speedup: Double { sgemv / fused }
     /// Bytes read by the fused kernel per second, GB/s.
     public var fusedGBs: Double { Double(fusedBytes) / fused / 1e9 }
+    /// Bytes read by `cblas_sgemv` per second, GB/s.
+    public var sgemvGBs: Double { Double(sgemvBytes) / sgemv / 1e9 }
     /// Fused throughput as a fraction of the measured read bandwidth.
     public var bandwidthFraction: Double { fusedGBs / bandwidthGBs }
 }
@@ -47,16 +57,17 @@ public enum QuantizationBenchmarks {
         for j in 0..<cols { x[j] = g.nextGaussian() }
         var y = [Float](repeating: 0, count: rows)
 
-        let fused = try median(repeats) {
+        let (fused, fusedMinimum) = try timings(repeats) {
             try x.withUnsafeBufferPointer { xp in
                 try y.withUnsafeMutableBufferPointer { try packed.multiply(xp, into: $0) }
             }
         }
-        let sgemv = try median(repeats) { try LinearAlgebra.gemv(w, .none, x, into: &y) }
+        let (sgemv, sgemvMinimum) = try timings(repeats) { try LinearAlgebra.gemv(w, .none, x, into: &y) }
         let bandwidth = readBandwidth(bytes: 512 << 20, repeats: 5)
-        let bytes = packed.words.count * 4 + packed.kernelScales.count * 8
         return GEMVBenchmark(rows: rows, cols: cols, bits: bits, groupSize: groupSize, fused: fused, sgemv: sgemv,
-                             bandwidthGBs: bandwidth, fusedBytes: bytes)
+                             fusedMinimum: fusedMinimum, sgemvMinimum: sgemvMinimum,
+                             bandwidthGBs: bandwidth, fusedBytes: packed.kernelBytes, sgemvBytes: rows * cols * 4,
+                             threads: ProcessInfo.processInfo.activeProcessorCount)
     }
 
     /// Streaming read bandwidth in GB/s: every core sums its slice of a `bytes` buffer with SIMD
@@ -91,8 +102,8 @@ public enum QuantizationBenchmarks {
         return Double(count) / best / 1e9
     }
 
-    /// Median seconds of `body` over `repeats` runs after one warm-up.
-    static func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    /// Median and minimum seconds of `body` over `repeats` runs after one warm-up.
+    static func timings(_ repeats: Int, _ body: () throws -> Void) rethrows -> (median: Double, minimum: Double) {
         try body()
         var times: [Double] = []
         for _ in 0..<Swift.max(1, repeats) {
@@ -101,7 +112,7 @@ public enum QuantizationBenchmarks {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         times.sort()
-        return times[times.count / 2]
+        return (times[times.count / 2], times[0])
     }
 }
 

@@ -2,7 +2,16 @@
 ///
 /// A row of n codes is stored as ⌈n/32⌉ *chunks* of 32 codes (the last one padded with code 0);
 /// a chunk of b-bit codes is exactly b little-endian `UInt32` words, so storage is b/8 bytes a
-/// code plus the padding of the last chunk of each row. Within a chunk, code j is written
+/// code plus the padding of the last chunk of each row.
+///
+/// 4-bit codes (the fused GEMV's fast path) use *nibble words*: word i (0…3) of a chunk holds
+/// codes 4t + i at bits 4t…4t+3 (t = 0…7), and a 4-bit row is padded to an even number of chunks
+/// (64 codes). One 32-byte vector load of two chunks gives lane l = 4h + i the codes
+/// 32h + 4t + i, and step t is a single mask (`v & 0xF·16ᵗ`, value u·16ᵗ, compensated by an x
+/// pre-scaled by 16⁻ᵗ) or, for t = 7, a shift: 64 codes decode with 16 integer operations and no
+/// widening shuffles.
+///
+/// Other widths use *bit planes*. Within a chunk, code j is written
 /// j = 8t + l with lane l ∈ 0..<8 and step t ∈ 0..<4, and a b-bit code is split into *bit planes*
 /// (lowest bits first): b = 8 → [8]; 4 → [4]; 2 → [2]; 3 → [2, 1]; 5 → [4, 1]; 6 → [4, 2];
 /// 7 → [4, 2, 1]. A plane of width p takes the next p words of the chunk and holds p bits of every code:
@@ -34,13 +43,18 @@ public enum BitPacking {
 
     /// Words of one row of `count` codes at `bits` bits.
     public static func wordsPerRow(count: Int, bits: Int) -> Int {
-        (count + chunkCodes - 1) / chunkCodes * bits
+        if bits == 4 { return (count + 2 * chunkCodes - 1) / (2 * chunkCodes) * 8 }
+        return (count + chunkCodes - 1) / chunkCodes * bits
     }
 
     /// Packs up to 32 codes (missing ones are 0) into `bits` words at `words`.
     @inlinable
     static func packChunk(_ codes: UnsafeBufferPointer<UInt8>, bits: Int, into words: UnsafeMutablePointer<UInt32>) {
         for w in 0..<bits { words[w] = 0 }
+        if bits == 4 {
+            for j in 0..<codes.count { words[j & 3] |= UInt32(codes[j] & 0xF) << UInt32(4 * (j >> 2)) }
+            return
+        }
         var planeWord = 0, shift = 0
         for p in planes(bits: bits) {
             for j in 0..<codes.count {
@@ -63,6 +77,7 @@ public enum BitPacking {
     /// The code at position `j` (0..<32) of the chunk at `words`.
     @inlinable
     static func code(at j: Int, bits: Int, chunk words: UnsafePointer<UInt32>) -> UInt8 {
+        if bits == 4 { return UInt8(truncatingIfNeeded: (words[j & 3] >> UInt32(4 * (j >> 2))) & 0xF) }
         var planeWord = 0, shift = 0, result: UInt32 = 0
         let (t, l) = (j >> 3, j & 7)
         for p in planes(bits: bits) {

@@ -27,10 +27,10 @@ protocol ChunkDecoder {
 }
 
 @inline(__always) private func f(_ v: SIMD8<UInt32>) -> SIMD8<Float> {
-    SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v))
+    laneFloats(SIMD8<Int32>(truncatingIfNeeded: v))
 }
 @inline(__always) private func f(_ v: SIMD8<UInt32>, _ bias: SIMD8<Int32>) -> SIMD8<Float> {
-    SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v) &- bias)
+    laneFloats(SIMD8<Int32>(truncatingIfNeeded: v) &- bias)
 }
 @inline(__always) private func load(_ p: UnsafeRawPointer, _ offset: Int) -> SIMD8<Float> {
     p.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
@@ -133,7 +133,19 @@ extension PackedMatrix {
         let fast = [2, 3, 4, 8].contains(bits) && (scheme.quantizer.groupSize == nil || g % 32 == 0)
         let chunksPerGroup = fast ? (scheme.quantizer.groupSize == nil ? chunksPerRow : g / 32) : 0
 
-        // Per-call preparation: pre-scaled x (zero-padded to whole chunks) and group sums of x.
+        // Per-call preparation: group sums of x, pre-scaled x (zero-padded to whole chunks).
+        var xsum = [Float](repeating: 0, count: groupsPerRow)
+        for gi in 0..<groupsPerRow {
+            var s = 0.0
+            for j in (gi * g)..<Swift.min((gi + 1) * g, cols) { s += Double(x[j]) }
+            xsum[gi] = Float(s)
+        }
+        let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        if usesNibbleKernel {
+            xsum.withUnsafeBufferPointer { multiplyNibbles(x, $0, into: y, workers: workers) }
+            addOutlierCorrections(x, into: y)
+            return
+        }
         let lowPlane = bits == 3 ? 2 : bits
         let padded = chunksPerRow * 32
         var xs = [Float](repeating: 0, count: padded)
@@ -147,12 +159,6 @@ extension PackedMatrix {
                 xh[j] = k == 31 ? -v : v
             }
         }
-        var xsum = [Float](repeating: 0, count: groupsPerRow)
-        for gi in 0..<groupsPerRow {
-            var s = 0.0
-            for j in (gi * g)..<Swift.min((gi + 1) * g, cols) { s += Double(x[j]) }
-            xsum[gi] = Float(s)
-        }
 
         // Symmetric: subtract M from the lowest plane, at each step's position (top step: shifted down).
         let symmetricOffset = scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0
@@ -160,7 +166,6 @@ extension PackedMatrix {
         let biases: Biases = (SIMD8(repeating: m), SIMD8(repeating: m << Int32(lowPlane)),
                               SIMD8(repeating: m << Int32(2 * lowPlane)), SIMD8(repeating: m))
         let work = rows * cols
-        let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let tasks = work < 1 << 16 ? 1 : Swift.min(rows, workers * 8)
         let (gpr, wpr) = (groupsPerRow, wordsPerRow)
         let hasOutliers = outliers.count > 0
@@ -206,6 +211,24 @@ extension PackedMatrix {
                                 }
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension PackedMatrix {
+    /// y += Σ over stored outliers of (value − x̂_code)·x_col (serial: outliers are a small fraction).
+    func addOutlierCorrections(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableBufferPointer<Float>) {
+        guard outliers.count > 0 else { return }
+        outliers.rowPointers.withUnsafeBufferPointer { rp in
+            outliers.columns.withUnsafeBufferPointer { cp in
+                outlierCorrections.withUnsafeBufferPointer { oc in
+                    for r in 0..<rows {
+                        var acc: Float = 0
+                        for k in Int(rp[r])..<Int(rp[r + 1]) { acc += oc[k] * x[Int(cp[k])] }
+                        y[r] += acc
                     }
                 }
             }

@@ -132,6 +132,9 @@ public struct PackedMatrix: Sendable {
     /// Bits per weight = 8·bytes/n.
     public var bitsPerWeight: Double { rows * cols == 0 ? 0 : 8 * bytes / Double(rows * cols) }
 
+    /// Bytes the fused GEMV reads per call: the code words and its Float metadata.
+    public var kernelBytes: Int { words.count * 4 + kernelScales.count * 4 + kernelOffsets.count * 4 }
+
     /// Bytes of the stored form: padded code words, fp16 metadata, and the outlier table as accounted.
     /// It exceeds ``bytes`` only by the padding of each row's last 32-code chunk.
     public var storageBytes: Int {

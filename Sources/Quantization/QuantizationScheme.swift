@@ -62,6 +62,23 @@ public struct QuantizationScheme: Sendable, Hashable, Codable {
         return out
     }
 
+    /// The relative Frobenius error ‖W − Ŵ‖_F/‖W‖_F of fake quantization (DESIGN.md §4), without
+    /// materializing Ŵ. Sums run in Double; a zero matrix has error 0.
+    /// - Throws: ``QuantizationError/nonFinite`` or ``QuantizationError/notRepresentableInHalf(_:)``.
+    public func relativeError(_ matrix: Matrix) throws -> Double {
+        try matrix.withUnsafeBufferPointer { w in
+            try checkFinite(w)
+            let mask = try outlierMask(w, rows: matrix.rows, cols: matrix.cols)
+            let squared = mask.withUnsafeBufferPointer { m in
+                GroupQuantization.run(values: w, rows: matrix.rows, cols: matrix.cols, quantizer: quantizer,
+                                      outlierMask: m.isEmpty ? nil : m, codes: nil, reconstruction: nil,
+                                      scales: nil, minima: nil)
+            }
+            let norm = matrix.frobeniusNormSquared
+            return norm == 0 ? squared.squareRoot() : (squared / norm).squareRoot()
+        }
+    }
+
     /// Quantizes a matrix into packed storage (see ``PackedMatrix``).
     /// - Throws: ``QuantizationError/nonFinite`` or ``QuantizationError/notRepresentableInHalf(_:)``.
     public func pack(_ matrix: Matrix) throws -> PackedMatrix {

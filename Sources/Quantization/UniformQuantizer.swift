@@ -128,7 +128,10 @@ public struct GroupParameters: Sendable {
     @inlinable
     public func code(_ x: Float) -> Int {
         if scale == 0 { return 0 }
-        let q = (symmetric ? x / scale : (x - minimum) / scale).rounded(.toNearestOrEven)
+        let t = symmetric ? x / scale : (x - minimum) / scale
+        // Round half to even. Without SSE4.1 `rounded` is a libcall; adding and subtracting 1.5·2²³
+        // rounds exactly the same way for |t| < 2²² (t is within ±(2ᵇ − 1) here, barring subnormal scales).
+        let q = t.magnitude < 4_194_304 ? (t + 12_582_912) - 12_582_912 : t.rounded(.toNearestOrEven)
         let lo = symmetric ? -maxCode : 0
         return Swift.min(Swift.max(Int(q), lo), maxCode)
     }

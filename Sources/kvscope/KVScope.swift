@@ -15,6 +15,7 @@ struct KVScope: ParsableCommand {
                       Calibrate.self,
                       Eval.self,
                       Inspect.self,
+                      Quantize.self,
                       Spectra.self]
     )
 

@@ -10,19 +10,26 @@ import Testing
         for (rows, count) in [(1, 1), (3, 31), (2, 32), (4, 33), (5, 100), (2, 257)] {
             let codes = (0..<(rows * count)).map { _ in UInt8(truncatingIfNeeded: g.next() & ((1 << UInt64(bits)) - 1)) }
             let words = BitPacking.pack(codes, rows: rows, count: count, bits: bits)
-            let expectedWords = rows * ((count + 31) / 32) * bits
+            // 4-bit rows are padded to an even number of 32-code chunks (the GEMV loads two at a time).
+            let chunks = (count + 31) / 32
+            let expectedWords = rows * (bits == 4 ? (chunks + 1) / 2 * 2 : chunks) * bits
             #expect(words.count == expectedWords)
             #expect(BitPacking.unpack(words, rows: rows, count: count, bits: bits) == codes)
         }
     }
 
     @Test func fourBitLayoutIsAsDocumented() {
-        // Code j = 8t + l sits in half-word l, bits 4t..4t+3.
+        // Nibble words: code j sits in word j % 4 of its chunk, bits 4·(j/4)…4·(j/4)+3; a row is
+        // padded to 64 codes (8 words).
         var codes = [UInt8](repeating: 0, count: 32)
-        codes[9] = 0xA  // t = 1, l = 1 → half-word 1 (bits 16..31 of word 0), bits 4..7 → word 0 bits 20..23
-        codes[31] = 0x5  // t = 3, l = 7 → half-word 7 = word 3 bits 16..31, bits 12..15 → word 3 bits 28..31
+        codes[9] = 0xA  // word 1, nibble 2 → bits 8..11
+        codes[31] = 0x5  // word 3, nibble 7 → bits 28..31
+        codes[0] = 0x3  // word 0, nibble 0
         let words = BitPacking.pack(codes, rows: 1, count: 32, bits: 4)
-        #expect(words == [0x00A0_0000, 0, 0, 0x5000_0000])
+        #expect(words == [0x3, 0xA00, 0, 0x5000_0000, 0, 0, 0, 0])
+        // 33 codes: code 32 opens the second chunk (word 4, nibble 0).
+        let more = BitPacking.pack([UInt8](repeating: 0, count: 32) + [0xF], rows: 1, count: 33, bits: 4)
+        #expect(more == [0, 0, 0, 0, 0xF, 0, 0, 0])
     }
 
     @Test func threeBitLayoutIsAsDocumented() {

@@ -1,0 +1,173 @@
+import Foundation
+
+// The 4-bit fused dequant-GEMV, the fast path of ``PackedMatrix/multiply(_:into:threads:)``.
+//
+// Codes use the nibble-word layout of ``BitPacking``: a 32-byte load of two chunks (64 codes)
+// gives lane l = 4h + i the codes 32h + 4t + i at bits 4t…4t+3. Step t masks its nibble in place,
+// so the converted value is u·16ᵗ (exact in Float: at most 4 significant bits), and multiplies it
+// with x' = x·16⁻ᵗ, permuted and pre-scaled once per call (exact: a power of two); the top step
+// shifts instead (its masked value would not fit an Int32) and uses x unscaled. Per 64 codes that
+// is 2 loads, 16 masks/shifts, 16 conversions, 16 multiplies and 16 adds on 128-bit SIMD, with no
+// widening shuffles. Two SIMD8 accumulators (four 128-bit chains) hide the add latency; four spill on SSE. For a group,
+//   Σ_{j∈g} x̂_j x_j = s · Σ_{j∈g} u_j x_j + o · Σ_{j∈g} x_j,
+// so the offset term uses group sums of x computed once per call. Symmetric codes subtract the
+// bias M·16ᵗ as integers before conversion, so the kernel sums the signed codes q = u − M exactly.
+// Rows are split into one contiguous block per worker (block starts on a 64-byte line of y).
+
+/// Whether stored codes carry a bias to subtract (symmetric) or not (asymmetric).
+private protocol NibbleBias {
+    static func apply(_ v: SIMD8<UInt32>, _ bias: SIMD8<Int32>) -> SIMD8<Int32>
+}
+
+private enum Unbiased: NibbleBias {
+    @inline(__always)
+    static func apply(_ v: SIMD8<UInt32>, _ bias: SIMD8<Int32>) -> SIMD8<Int32> {
+        SIMD8<Int32>(truncatingIfNeeded: v)
+    }
+}
+
+private enum Biased: NibbleBias {
+    @inline(__always)
+    static func apply(_ v: SIMD8<UInt32>, _ bias: SIMD8<Int32>) -> SIMD8<Int32> {
+        SIMD8<Int32>(truncatingIfNeeded: v) &- bias
+    }
+}
+
+/// Everything a worker needs, as raw pointers; each worker writes a disjoint block of `y`.
+private struct Nibble4Context: @unchecked Sendable {
+    let words: UnsafeRawPointer
+    let xp: UnsafeRawPointer
+    let xsum: UnsafePointer<Float>
+    let scales: UnsafePointer<Float>
+    let offsets: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    let wordsPerRow: Int
+    let groupsPerRow: Int
+    let pairsPerRow: Int
+    /// Two-chunk pairs per group when groups are whole pairs (g % 64 == 0 or per channel), else 0.
+    let pairsPerGroup: Int
+    /// Chunks per group (g/32).
+    let chunksPerGroup: Int
+    /// M (symmetric) or 0, as an integer bias per step: M·16ᵗ for t < 7, M for t = 7.
+    let bias: SIMD8<Int32>
+}
+
+/// Int32 lanes to Float lanes, written lane by lane so it inlines into the kernel. The generic
+/// `SIMD8<Float>(SIMD8<Int32>)` is a stdlib specialization that, in SwiftPM's multi-threaded WMO
+/// build (`-num-threads`), lands in another LLVM module and stays an out-of-line call per vector:
+/// that call made the packaged kernel 3–10× slower than the same code compiled standalone.
+@inline(__always) func laneFloats(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+    SIMD8(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7]))
+}
+
+@inline(__always) private func load8(_ p: UnsafeRawPointer, _ floatOffset: Int) -> SIMD8<Float> {
+    p.loadUnaligned(fromByteOffset: 4 * floatOffset, as: SIMD8<Float>.self)
+}
+
+/// Σ u·x' over one 64-code pair into four accumulators.
+@inline(__always)
+private func accumulatePair<B: NibbleBias>(_: B.Type, _ v: SIMD8<UInt32>, _ x: UnsafeRawPointer, _ m: SIMD8<Int32>,
+                                           _ a0: inout SIMD8<Float>, _ a1: inout SIMD8<Float>) {
+    a0 += laneFloats(B.apply(v & 0x0000_000F, m)) * load8(x, 0)
+    a1 += laneFloats(B.apply(v & 0x0000_00F0, m &<< 4)) * load8(x, 8)
+    a0 += laneFloats(B.apply(v & 0x0000_0F00, m &<< 8)) * load8(x, 16)
+    a1 += laneFloats(B.apply(v & 0x0000_F000, m &<< 12)) * load8(x, 24)
+    a0 += laneFloats(B.apply(v & 0x000F_0000, m &<< 16)) * load8(x, 32)
+    a1 += laneFloats(B.apply(v & 0x00F0_0000, m &<< 20)) * load8(x, 40)
+    a0 += laneFloats(B.apply(v & 0x0F00_0000, m &<< 24)) * load8(x, 48)
+    a1 += laneFloats(B.apply(v &>> 28, m)) * load8(x, 56)
+}
+
+/// The row loop of one worker.
+private func nibbleRows<B: NibbleBias>(_: B.Type, _ c: Nibble4Context, _ rows: Range<Int>) {
+    let gpr = c.groupsPerRow
+    let m = c.bias
+    for r in rows {
+        let row = c.words + r * c.wordsPerRow * 4
+        let scales = c.scales + r * gpr, offsets = c.offsets + r * gpr
+        var scaled = SIMD8<Float>.zero
+        var offsetTerm = 0.0
+        if c.pairsPerGroup > 0 {
+            for g in 0..<gpr {
+                var a0 = SIMD8<Float>.zero, a1 = a0
+                var k = g * c.pairsPerGroup
+                let k1 = Swift.min(k + c.pairsPerGroup, c.pairsPerRow)
+                while k < k1 {
+                    accumulatePair(B.self, row.loadUnaligned(fromByteOffset: 32 * k, as: SIMD8<UInt32>.self),
+                                   c.xp + 256 * k, m, &a0, &a1)
+                    k += 1
+                }
+                scaled += SIMD8(repeating: scales[g]) * (a0 + a1)
+                offsetTerm += Double(offsets[g] * c.xsum[g])
+            }
+        } else {
+            // Groups of an odd number of chunks: a pair's halves may belong to two groups.
+            for k in 0..<c.pairsPerRow {
+                var a0 = SIMD8<Float>.zero, a1 = a0
+                accumulatePair(B.self, row.loadUnaligned(fromByteOffset: 32 * k, as: SIMD8<UInt32>.self),
+                               c.xp + 256 * k, m, &a0, &a1)
+                let g0 = 2 * k / c.chunksPerGroup, g1 = (2 * k + 1) / c.chunksPerGroup
+                let s0 = scales[g0], s1 = g1 < gpr ? scales[g1] : 0  // a padding chunk holds only zeros
+                scaled += SIMD8(lowHalf: SIMD4(repeating: s0), highHalf: SIMD4(repeating: s1)) * (a0 + a1)
+            }
+            for g in 0..<gpr { offsetTerm += Double(offsets[g] * c.xsum[g]) }
+        }
+        var y = offsetTerm
+        for l in 0..<8 { y += Double(scaled[l]) }
+        c.y[r] = Float(y)
+    }
+}
+
+extension PackedMatrix {
+    /// Whether the 4-bit nibble kernel applies: 4 bits, groups of whole 32-code chunks (or per channel).
+    var usesNibbleKernel: Bool {
+        scheme.quantizer.bits == 4 && (scheme.quantizer.groupSize.map { $0 % 32 == 0 } ?? true)
+    }
+
+    /// y = Ŵx for 4-bit codes without outlier corrections (the caller adds them); see the file comment.
+    func multiplyNibbles(_ x: UnsafeBufferPointer<Float>, _ xsum: UnsafeBufferPointer<Float>,
+                         into y: UnsafeMutableBufferPointer<Float>, workers: Int) {
+        let pairsPerRow = wordsPerRow / 8
+        var xp = [Float](repeating: 0, count: pairsPerRow * 64)
+        // xp[64k + 8t + l] = x[64k + 32·(l/4) + 4t + l%4] · 16⁻ᵗ (t < 7), unscaled for t = 7.
+        for k in 0..<pairsPerRow {
+            for t in 0..<8 {
+                let factor = t < 7 ? Float(sign: .plus, exponent: -4 * t, significand: 1) : 1
+                for l in 0..<8 {
+                    let j = 64 * k + 32 * (l >> 2) + 4 * t + (l & 3)
+                    if j < cols { xp[64 * k + 8 * t + l] = x[j] * factor }
+                }
+            }
+        }
+        let group = scheme.quantizer.groupSize
+        let chunksPerGroup = group.map { $0 / 32 } ?? 2 * pairsPerRow
+        let pairsPerGroup = group == nil ? pairsPerRow : (chunksPerGroup % 2 == 0 ? chunksPerGroup / 2 : 0)
+        let mValue = Int32(scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0)
+        let symmetric = mValue != 0
+        // Blocks of whole 16-row lines of y, one per worker (no false sharing, no tiny tasks).
+        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(workers, rows / 16))
+        let (rowCount, gpr, wpr) = (rows, groupsPerRow, wordsPerRow)
+        words.withUnsafeBytes { wb in
+            xp.withUnsafeBytes { xpb in
+                kernelScales.withUnsafeBufferPointer { ks in
+                    kernelOffsets.withUnsafeBufferPointer { ko in
+                        guard let wBase = wb.baseAddress, let xBase = xpb.baseAddress, let sBase = ks.baseAddress,
+                              let oBase = ko.baseAddress, let xsBase = xsum.baseAddress, let yBase = y.baseAddress
+                        else { return }
+                        let ctx = Nibble4Context(words: wBase, xp: xBase, xsum: xsBase, scales: sBase, offsets: oBase,
+                                                 y: yBase, wordsPerRow: wpr, groupsPerRow: gpr, pairsPerRow: pairsPerRow,
+                                                 pairsPerGroup: pairsPerGroup, chunksPerGroup: chunksPerGroup,
+                                                 bias: SIMD8(repeating: mValue))
+                        let body: @Sendable (Int) -> Void = { task in
+                            let lines = (rowCount + 15) / 16
+                            let r0 = Swift.min(rowCount, 16 * (lines * task / tasks))
+                            let r1 = Swift.min(rowCount, 16 * (lines * (task + 1) / tasks))
+                            if symmetric { nibbleRows(Biased.self, ctx, r0..<r1) } else { nibbleRows(Unbiased.self, ctx, r0..<r1) }
+                        }
+                        if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
+                    }
+                }
+            }
+        }
+    }
+}
