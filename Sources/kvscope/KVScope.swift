@@ -12,7 +12,9 @@ struct KVScope: ParsableCommand {
         version: KVScopeVersion.string,
         subcommands: [Bench.self,
                       Inspect.self,
-                      Spectra.self]
+                      Spectra.self,
+                      Tune.self,
+                      Export.self]
     )
 
     mutating func run() throws {
