@@ -218,12 +218,43 @@ public indirect enum ConfigValue: Sendable, Equatable {
         do {
             node = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw ConfigError(path: path, "bad YAML: \(error)".split(whereSeparator: \.isNewline).joined(separator: " "))
+            throw ConfigError(path: path, "bad YAML: " + Self.shortDescription(error))
         } catch {
-            throw ConfigError(path: path, "bad YAML: \(error)")
+            throw ConfigError(path: path, "bad YAML: " + Self.shortDescription(String(describing: error)))
         }
         guard let node else { throw ConfigError(path: path, "empty YAML document") }
         return try ConfigValue(yaml: node, path: path, entry: "", depth: 0)
+    }
+
+    /// A YAML error in one line: the problem and where, without the document text Yams appends.
+    static func shortDescription(_ error: YamlError) -> String {
+        func at(_ mark: Mark) -> String { " (line \(mark.line), column \(mark.column))" }
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return shortDescription(problem) + at(mark)
+        case .reader(let problem, let offset, _, _):
+            return problem + (offset.map { " (offset \($0))" } ?? "")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return "duplicate key \(duplicates.joined(separator: ", "))" + at(context.mark)
+        default:
+            return shortDescription(String(describing: error))
+        }
+    }
+
+    /// "PROBLEM. Context: <document> in line L, column C" → "PROBLEM (line L, column C)".
+    static func shortDescription(_ text: String) -> String {
+        var problem = text
+        var location = ""
+        if let context = text.range(of: " Context:") ?? text.range(of: "Context:") {
+            problem = String(text[..<context.lowerBound])
+            if let line = text.range(of: " in line ", options: .backwards) {
+                location = " (line " + text[line.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines) + ")"
+            }
+        }
+        problem = problem.split(whereSeparator: \.isNewline).joined(separator: " ")
+        if problem.hasPrefix("Parser: ") { problem.removeFirst("Parser: ".count) }
+        if problem.hasSuffix(".") { problem.removeLast() }
+        return problem + location
     }
 
     init(yaml node: Node, path: String, entry: String, depth: Int) throws {

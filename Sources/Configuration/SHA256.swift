@@ -23,6 +23,7 @@ public struct SHA256: Sendable {
     public init() {}
 
     /// Adds bytes.
+    @_optimize(speed)
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(bytes.count)
         var offset = 0
@@ -83,6 +84,7 @@ public struct SHA256: Sendable {
 
     @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
+    @_optimize(speed)
     private mutating func compress(_ p: UnsafeRawPointer) {
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { ws in
             for i in 0..<16 {
