@@ -28,7 +28,11 @@ public enum WeightTuner {
     /// - Throws: ``Quantization/AllocationError`` when the target is below the smallest choice.
     public static func tune(tables: [ErrorTable], averageBits: Double, groupSize: Int?) throws -> Plan {
         let parameterCount = tables.reduce(0) { $0 + $1.rows * $1.cols }
-        let result = try BudgetAllocator.solve(tables.map(\.allocationOptions), averageBits: averageBits, parameterCount: parameterCount)
+        // Each option is rounded up to whole units, so with hundreds of matrices the default 2000 units
+        // would leave ~0.3 bits/weight unused; 20 units per matrix and 1000 more keep the loss below 0.05.
+        let units = max(BudgetAllocator.defaultUnits, 20 * tables.count + 1000) * 10
+        let result = try BudgetAllocator.solve(tables.map(\.allocationOptions), averageBits: averageBits,
+                                               parameterCount: parameterCount, units: units)
         var layers: [WeightLayerEntry] = []
         var errors: [String: Double] = [:]
         var compressed = 0.0, energy = 0.0
