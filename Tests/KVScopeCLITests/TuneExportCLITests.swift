@@ -91,8 +91,10 @@ import Testing
         let r = try CLI.run(["export", Self.config, "--factors", factors, "--palu", palu, "--llama-quantize-args"])
         #expect(r.status == 0, "\(r.stderr)")
         // llama-quantize arguments: one --tensor-type per planned matrix.
-        let args = r.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\\" }).map(String.init)
-        let overrides = zip(args, args.dropFirst()).filter { $0.0 == "--tensor-type" }.map(\.1)
+        // Lines "--tensor-type PATTERN=TYPE", joined by " \" continuations.
+        let lines = r.stdout.trimmingCharacters(in: .newlines).components(separatedBy: " \\\n")
+        #expect(lines.allSatisfy { $0.hasPrefix("--tensor-type ") && !$0.contains(" ", after: 14) })
+        let overrides = lines.map { String($0.dropFirst("--tensor-type ".count)) }
         #expect(overrides.count == 210)
         #expect(overrides.allSatisfy { $0.hasPrefix("^blk\\.") && ["q2_k", "q3_k", "q4_k", "q8_0"].contains($0.split(separator: "=").last.map(String.init) ?? "") })
         #expect(r.stderr.contains("bits → GGUF type:"))
@@ -128,4 +130,9 @@ import Testing
         #expect(p.terminationStatus == 0, "\(text)")
         #expect(text.contains("all 60 factor pairs match the config"), "\(text)")
     }
+}
+
+extension String {
+    /// Whether `character` occurs at or after offset `start`.
+    func contains(_ character: Character, after start: Int) -> Bool { dropFirst(start).contains(character) }
 }
