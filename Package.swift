@@ -15,6 +15,7 @@ var package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C bridges: system libraries and nothing else.
@@ -45,6 +46,12 @@ var package = Package(
         .target(name: "Inference", dependencies: ["LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"],
                 swiftSettings: optimize),
 
+        // Config files (DESIGN.md §6): the typed schema, JSON/YAML reader and writer, tune and export.
+        .target(name: "Configuration",
+                dependencies: ["TensorFiles", "Quantization", "KVCompression", "LinearAlgebra",
+                               .product(name: "Yams", package: "Yams")],
+                swiftSettings: optimize),
+
         .executableTarget(
             name: "kvscope",
             dependencies: [
@@ -54,6 +61,7 @@ var package = Package(
                 "KVCompression",
                 "ExplorerCore",
                 "Inference",
+                "Configuration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -68,6 +76,8 @@ var package = Package(
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.
         .testTarget(name: "KVScopeCLITests", dependencies: ["kvscope"]),
+        .testTarget(name: "ConfigurationTests",
+                    dependencies: ["Configuration", "KVCompression", "Quantization", "TensorFiles", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -23,6 +23,15 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// Parses one strict RFC 8259 JSON document (duplicate keys rejected).
+    /// - Parameters:
+    ///   - bytes: the UTF-8 text.
+    ///   - path: the file named in errors.
+    /// - Throws: ``TensorFileError`` naming the byte offset of the problem.
+    public static func parse(_ bytes: [UInt8], path: String) throws -> JSONValue {
+        try bytes.withUnsafeBytes { try JSONParser.parse($0, path: path) }
+    }
+
     /// The value for `key` when this is an object.
     public subscript(key: String) -> JSONValue? {
         if case .object(let members) = self { return members.first { $0.key == key }?.value }

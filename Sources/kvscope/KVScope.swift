@@ -16,7 +16,9 @@ struct KVScope: ParsableCommand {
                       Eval.self,
                       Inspect.self,
                       Quantize.self,
-                      Spectra.self]
+                      Spectra.self,
+                      Tune.self,
+                      Export.self]
     )
 
     mutating func run() throws {
