@@ -6,7 +6,7 @@ DEB_PKGS   := libncursesw5-dev libopenblas-dev liblapacke-dev tmux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 KVSCOPE    := .build/release/kvscope
 
-.PHONY: all setup models build run test bench clean fuzz test-asan
+.PHONY: all setup models build run test test-debug bench clean fuzz test-asan
 
 all: build
 
@@ -33,10 +33,17 @@ build: setup
 run: build
 	$(KVSCOPE)
 
-## test: the whole suite (unit, golden, CLI and end-to-end tests)
+## test: the whole suite (unit, golden, CLI and end-to-end tests). It runs optimized (with
+## -enable-testing for @testable imports): the numeric tests on real models are 10-50x slower in
+## debug. `make test-debug` runs it unoptimized, with bounds checks.
+TEST_FLAGS := -c release -Xswiftc -enable-testing
 test: setup models
-	$(SWIFT) build
-	$(SWIFT) test
+	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	$(SWIFT) test $(TEST_FLAGS) --skip-build
+
+test-debug: setup models
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
 
 ## bench: measure kvscope against its references and write BENCHMARKS.md
 bench: setup models build

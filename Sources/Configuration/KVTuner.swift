@@ -3,32 +3,6 @@ import KVCompression
 import LinearAlgebra
 import Quantization
 
-/// Calibration statistics from a forward pass that reports each layer's rows through a closure.
-///
-/// TEMPORARY (configs branch): tune and export compute their own statistics with this until the
-/// shared capture and statistics file reader of the Inference module land; swap it in at merge.
-public enum CalibrationCapture {
-    /// One layer's rows: X [T, d], pre-RoPE K and V [T, d_kv] in HF channel order, post-RoPE K.
-    public typealias LayerRows = (layer: Int, inputs: Matrix, keys: Matrix, values: Matrix, rotatedKeys: Matrix)
-
-    /// Runs `forward`, which must call its argument once per layer, and sums the rows.
-    /// - Parameters:
-    ///   - layerCount, hiddenSize, kvSize: the model's sizes.
-    ///   - textSHA256: the calibration text's hash, recorded in the statistics.
-    ///   - sampleCount: token rows sampled per layer for the quantized-branch errors.
-    /// - Throws: errors of `forward` and ``KVCompression/KVCompressionError``.
-    public static func statistics(layerCount: Int, hiddenSize: Int, kvSize: Int, textSHA256: String, sampleCount: Int = 512,
-                                  forward: (_ observe: (LayerRows) throws -> Void) throws -> Void) throws -> CalibrationStatistics {
-        var accumulator = try CalibrationAccumulator(layerCount: layerCount, hiddenSize: hiddenSize, kvSize: kvSize,
-                                                     sampleCount: sampleCount, keepInputGram: false)
-        try forward { rows in
-            try accumulator.addAttention(layer: rows.layer, inputs: rows.inputs, keys: rows.keys, values: rows.values,
-                                         keysPostRoPE: rows.rotatedKeys)
-        }
-        return try accumulator.finalize(textSHA256: textSHA256)
-    }
-}
-
 /// Settings of a KV-cache tuning run (`kvscope tune --kv-budget`).
 public struct KVTuneSettings: Sendable, Equatable {
     /// The basis of the factors (`fitted` cannot be tuned from tables).

@@ -3,6 +3,7 @@ import ExplorerCore
 import Foundation
 import Inference
 import KVCompression
+import TensorFiles
 
 /// `kvscope calibrate MODEL --text FILE --out STATS.safetensors`: calibration statistics
 /// (docs/calibration-stats.md) of a model on a text.

@@ -251,45 +251,25 @@ struct Tune: ParsableCommand {
     }
 }
 
-/// Calibration statistics from a forward pass over a text.
-///
-/// TEMPORARY (configs branch): this runs Inference.LlamaModel with a LayerObserver feeding
-/// Configuration.CalibrationCapture. Swap in the shared capture + statistics file of the Inference
-/// module at merge.
+/// Calibration statistics of a text for tune and export: the shared capture of the Inference
+/// module through ``ModelSession/calibration(text:model:useCache:sampleCount:progress:cancellation:)``,
+/// which reads the on-disk statistics cache (or the sample bundle) when it holds this text.
 enum CalibrationRun {
     struct Result {
         var statistics: CalibrationStatistics
         var reference: CalibrationReference
     }
 
-    /// Reads the text, checks it against `expected` when given, tokenizes it with the model's own
-    /// tokenizer and captures every layer's X, K, V.
+    /// Reads the text verbatim, checks it against `expected` when given, and returns its statistics.
     static func capture(modelPath: String, textPath: String, expected: CalibrationReference? = nil) throws -> Result {
-        guard let data = FileManager.default.contents(atPath: textPath) else {
-            throw CommandError("\(textPath): cannot read the calibration text")
+        let text = try CalibrationText(path: textPath)
+        if let expected, expected.sha256 != text.sha256 {
+            throw CommandError("\(textPath): SHA-256 \(text.sha256) differs from the config's kv_cache.calibration.sha256 \(expected.sha256)")
         }
-        let bytes = Array(data)
-        let sha = Configuration.SHA256.hex(bytes)
-        if let expected, expected.sha256 != sha {
-            throw CommandError("\(textPath): SHA-256 \(sha) differs from the config's kv_cache.calibration.sha256 \(expected.sha256)")
-        }
-        guard let text = String(bytes: bytes, encoding: .utf8) else { throw CommandError("\(textPath): not UTF-8 text") }
-        let gguf = try GGUFFile(path: modelPath)
-        let tokenizer = try BPETokenizer(metadata: gguf.metadata)
-        let model = try LlamaModel(weights: DenseLlamaWeights(gguf: gguf, metadata: gguf.metadata))
-        let tokens = tokenizer.encode(text)
-        guard tokens.count >= 2 else { throw CommandError("\(textPath): only \(tokens.count) tokens") }
-        let c = model.configuration
+        let session = try ModelSession(path: modelPath)
         let bar = ProgressBar("calibration")
         defer { bar.finish() }
-        let stats = try CalibrationCapture.statistics(layerCount: c.layerCount, hiddenSize: c.hiddenSize, kvSize: c.kvDimension,
-                                                      textSHA256: sha) { observe in
-            try withoutActuallyEscaping(observe) { observe in
-                _ = try model.hiddenStates(tokens: tokens, observer: { capture in
-                    try observe((capture.layer, capture.attentionInput, capture.keys, capture.values, capture.rotatedKeys))
-                }, progress: { bar.update($0, $1) })
-            }
-        }
-        return Result(statistics: stats, reference: CalibrationReference(text: textPath, sha256: sha, nTokens: tokens.count))
+        let stats = try session.calibration(text: text, progress: { bar.update($0, $1) })
+        return Result(statistics: stats, reference: CalibrationReference(text: textPath, sha256: text.sha256, nTokens: stats.tokenCount))
     }
 }

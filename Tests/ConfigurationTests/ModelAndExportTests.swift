@@ -44,7 +44,7 @@ struct SHAGolden: Decodable {
         let cache = try temporaryDirectory()
         for (relative, digest) in g.files {
             let path = repositoryRoot.appendingPathComponent(relative).path
-            if relative.hasPrefix("Samples/") { #expect(try SHA256.hex(ofFile: path) == digest, "\(relative)") }
+            if relative.hasPrefix("Samples/") { #expect(try SHA256.hex(fileAt: path) == digest, "\(relative)") }
             let env = ["XDG_CACHE_HOME": cache]
             #expect(try ModelHashCache.sha256(ofFile: path, environment: env) == digest)
             #expect(try ModelHashCache.sha256(ofFile: path, environment: env) == digest, "from the cache")

@@ -21,8 +21,8 @@ import Testing
     @Test func streamingEqualsOneShot() {
         let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
         var h = SHA256()
-        for chunk in stride(from: 0, to: bytes.count, by: 37) { h.update(bytes[chunk..<min(chunk + 37, bytes.count)]) }
-        #expect(h.hexDigest() == SHA256.hex(bytes))
+        for chunk in stride(from: 0, to: bytes.count, by: 37) { h.update(Array(bytes[chunk..<min(chunk + 37, bytes.count)])) }
+        #expect(h.finalizeHex() == SHA256.hex(bytes))
         // 1,000 bytes of this pattern, digest from Python's hashlib.
         #expect(SHA256.hex(Array(repeating: 0x61, count: 1000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }

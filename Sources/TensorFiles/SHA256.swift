@@ -1,7 +1,7 @@
 import Foundation
-import TensorFiles
 
-/// SHA-256 (FIPS 180-4), for the model and calibration hashes a config records.
+/// SHA-256 (FIPS 180-4), for the model, text and calibration hashes that configs, calibration
+/// files and the sample bundle record.
 public struct SHA256: Sendable {
     private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
         (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
@@ -50,7 +50,7 @@ public struct SHA256: Sendable {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    /// The digest as 64 lower-case hex digits.
+    /// The digest as 64 lower-case hex digits (the hash is finished; do not update it again).
     public mutating func finalizeHex() -> String {
         let bitLength = length &* 8
         var tail: [UInt8] = [0x80]
@@ -75,7 +75,7 @@ public struct SHA256: Sendable {
 
     /// The hex digest of a file's bytes (memory-mapped).
     /// - Throws: ``TensorFiles/TensorFileError`` when the file cannot be read.
-    public static func hex(ofFile path: String) throws -> String {
+    public static func hex(fileAt path: String) throws -> String {
         let file = try MappedFile(path: path)
         var h = SHA256()
         h.update(file.bytes)
@@ -116,45 +116,5 @@ public struct SHA256: Sendable {
             state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d,
                      state.4 &+ e, state.5 &+ f, state.6 &+ g, state.7 &+ h)
         }
-    }
-}
-
-/// Model file hashes cached by file identity (absolute path, device, inode, size, modification
-/// time) under `$XDG_CACHE_HOME/kvscope/sha256` (default `~/.cache/kvscope/sha256`), so a model is
-/// hashed once until it changes.
-public enum ModelHashCache {
-    /// The cache directory for an environment.
-    public static func directory(environment: [String: String]) -> String {
-        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.cache")
-        return base + "/kvscope/sha256"
-    }
-
-    /// The SHA-256 of the file at `path`, from the cache when its identity is unchanged.
-    /// - Parameter useCache: read and write the cache (false always hashes).
-    /// - Throws: ``TensorFiles/TensorFileError`` when the file cannot be read. Cache failures are ignored.
-    public static func sha256(ofFile path: String, environment: [String: String] = ProcessInfo.processInfo.environment,
-                              useCache: Bool = true) throws -> String {
-        let file = try MappedFile(path: path)
-        let id = file.identity
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        let key = SHA256.hex(Array("\(absolute)|\(id.device)|\(id.inode)|\(id.size)|\(id.modificationTimeNanoseconds)".utf8))
-        let dir = directory(environment: environment)
-        let entry = dir + "/" + key
-        if useCache, let data = FileManager.default.contents(atPath: entry),
-           let text = String(data: data, encoding: .utf8), KVScopeConfig.isHexDigest(text) {
-            return text
-        }
-        var h = SHA256()
-        h.update(file.bytes)
-        let digest = h.finalizeHex()
-        if useCache {
-            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            if let writer = try? AtomicFileWriter(path: entry, overwrite: true) {
-                try? writer.write(Array(digest.utf8))
-                try? writer.commit()
-            }
-        }
-        return digest
     }
 }
