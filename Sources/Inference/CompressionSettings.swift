@@ -2,7 +2,8 @@ import KVCompression
 import LinearAlgebra
 import Quantization
 
-/// One uniform KV-cache compression choice for every layer, as `kvscope eval` takes it (DESIGN.md §5).
+/// A KV-cache compression choice, as `kvscope eval` takes it (DESIGN.md §5): one rank and bit-width
+/// for every layer, or per-layer K/V ranks and bits (a config's `kv_cache.layers`).
 ///
 /// A rank of nil or ≥ d_kv means no low rank; bits 16 means no quantization; window 0 means every
 /// position reads the compressed branch.
@@ -19,6 +20,8 @@ public struct CompressionSettings: Sendable, Equatable {
     public var groupSize: Int?
     /// How the low-rank factors are chosen.
     public var basis: BasisKind
+    /// Per-layer K/V ranks and bits; when set, it replaces `keyRank`, `valueRank` and `bits`.
+    public var layers: [LayerKVSetting]?
 
     /// Settings, checked.
     /// - Throws: ``InferenceError/invalidPolicy(_:)`` for a rank < 1, a negative window, bits outside
@@ -41,14 +44,48 @@ public struct CompressionSettings: Sendable, Equatable {
         self.basis = basis
     }
 
+    /// Per-layer settings (a config's `kv_cache.layers`), checked as ``init(keyRank:valueRank:window:bits:groupSize:basis:)``.
+    public init(layers: [LayerKVSetting], window: Int, groupSize: Int?, basis: BasisKind) throws {
+        try self.init(window: window, groupSize: groupSize, basis: basis)
+        for (i, l) in layers.enumerated() {
+            for (name, b) in [("k", l.k), ("v", l.v)] {
+                guard b.rank >= 1 else { throw InferenceError.invalidPolicy("layer \(i) \(name): rank must be at least 1, got \(b.rank)") }
+                guard b.bits == 16 || (2...8).contains(b.bits) else {
+                    throw InferenceError.invalidPolicy("layer \(i) \(name): bits must be 2…8 or 16, got \(b.bits)")
+                }
+            }
+        }
+        self.layers = layers
+    }
+
+    /// The rank (nil: no low rank) and bits of one layer's K or V branch.
+    func branch(layer: Int, kind: ProjectionKind, kvDimension: Int) -> (rank: Int?, bits: Int) {
+        if let layers {
+            let s = kind == .k ? layers[layer].k : layers[layer].v
+            return (effectiveRank(s.rank, kvDimension), s.bits)
+        }
+        return (effectiveRank(kind == .k ? keyRank : valueRank, kvDimension), bits)
+    }
+
+    /// Every (layer, kind) branch of a model with `layerCount` layers.
+    private func branches(layerCount: Int, kvDimension: Int) -> [(rank: Int?, bits: Int)] {
+        (0..<(layers?.count ?? layerCount)).flatMap { l in
+            ProjectionKind.allCases.map { branch(layer: l, kind: $0, kvDimension: kvDimension) }
+        }
+    }
+
     /// Whether the settings leave the cache exact (no low rank below d_kv, 16 bits).
     public func isExact(kvDimension: Int) -> Bool {
-        effectiveRank(keyRank, kvDimension) == nil && effectiveRank(valueRank, kvDimension) == nil && bits == 16
+        branches(layerCount: 1, kvDimension: kvDimension).allSatisfy { $0.rank == nil && $0.bits == 16 }
     }
 
     /// Whether the low-rank branch needs calibration statistics (every basis but `weights`).
     public func needsCalibration(kvDimension: Int) -> Bool {
-        basis != .weights && (effectiveRank(keyRank, kvDimension) != nil || effectiveRank(valueRank, kvDimension) != nil)
+        basis != .weights && branches(layerCount: 1, kvDimension: kvDimension).contains { $0.rank != nil }
+    }
+
+    func needsLowRank(layerCount: Int, kvDimension: Int) -> Bool {
+        branches(layerCount: layerCount, kvDimension: kvDimension).contains { $0.rank != nil }
     }
 
     func effectiveRank(_ r: Int?, _ dkv: Int) -> Int? {
@@ -59,6 +96,15 @@ public struct CompressionSettings: Sendable, Equatable {
     /// The per-layer settings of the memory model (rank d_kv for no low rank).
     /// - Throws: ``KVCompressionError`` for invalid settings.
     public func layerSettings(layerCount: Int, kvDimension: Int) throws -> [LayerKVSetting] {
+        if let layers {
+            guard layers.count == layerCount else {
+                throw InferenceError.invalidPolicy("the settings have \(layers.count) layers, the model \(layerCount)")
+            }
+            return try layers.map { l in
+                LayerKVSetting(k: try BranchSetting(rank: min(l.k.rank, kvDimension), bits: l.k.bits),
+                               v: try BranchSetting(rank: min(l.v.rank, kvDimension), bits: l.v.bits))
+            }
+        }
         let k = try BranchSetting(rank: effectiveRank(keyRank, kvDimension) ?? kvDimension, bits: bits)
         let v = try BranchSetting(rank: effectiveRank(valueRank, kvDimension) ?? kvDimension, bits: bits)
         return Array(repeating: LayerKVSetting(k: k, v: v), count: layerCount)
@@ -67,7 +113,7 @@ public struct CompressionSettings: Sendable, Equatable {
     /// The bi-branch memory model of these settings (DESIGN.md §4).
     /// - Throws: ``KVCompressionError`` for invalid sizes.
     public func memoryModel(configuration c: LlamaConfiguration) throws -> BiBranchMemoryModel {
-        let lowRank = effectiveRank(keyRank, c.kvDimension) != nil || effectiveRank(valueRank, c.kvDimension) != nil
+        let lowRank = branches(layerCount: c.layerCount, kvDimension: c.kvDimension).contains { $0.rank != nil }
         return try BiBranchMemoryModel(kvSize: c.kvDimension, hiddenSize: c.hiddenSize, window: window,
                                        groupSize: groupSize, basis: lowRank ? basis : .activations)
     }
@@ -87,17 +133,22 @@ public struct CompressionSettings: Sendable, Equatable {
                        progress: ((Int, Int) -> Void)? = nil,
                        cancellation: CancellationFlag? = nil) throws -> BiBranchKVCache {
         let c = model.configuration
-        let keyR = effectiveRank(keyRank, c.kvDimension), valueR = effectiveRank(valueRank, c.kvDimension)
-        var quantizer: UniformQuantizer?
-        if bits != 16 {
-            do { quantizer = try UniformQuantizer(bits: bits, groupSize: groupSize, mode: .asymmetric) } catch {
+        if let layers, layers.count != c.layerCount {
+            throw InferenceError.invalidPolicy("the settings have \(layers.count) layers, the model \(c.layerCount)")
+        }
+        func quantizer(_ bits: Int) throws -> UniformQuantizer? {
+            guard bits != 16 else { return nil }
+            do { return try UniformQuantizer(bits: bits, groupSize: groupSize, mode: .asymmetric) } catch {
                 throw InferenceError.invalidPolicy("\(error)")
             }
         }
-        if keyR == nil && valueR == nil {
-            let exact = BranchCompression(basis: nil, quantizer: quantizer)
-            return try BiBranchKVCache(window: window, keys: Array(repeating: exact, count: c.layerCount),
-                                       values: Array(repeating: exact, count: c.layerCount))
+        if !needsLowRank(layerCount: c.layerCount, kvDimension: c.kvDimension) {
+            var keys: [BranchCompression] = [], values: [BranchCompression] = []
+            for layer in 0..<c.layerCount {
+                keys.append(BranchCompression(basis: nil, quantizer: try quantizer(branch(layer: layer, kind: .k, kvDimension: c.kvDimension).bits)))
+                values.append(BranchCompression(basis: nil, quantizer: try quantizer(branch(layer: layer, kind: .v, kvDimension: c.kvDimension).bits)))
+            }
+            return try BiBranchKVCache(window: window, keys: keys, values: values)
         }
         if basis != .weights {
             guard let calibration else {
@@ -116,7 +167,9 @@ public struct CompressionSettings: Sendable, Equatable {
         for layer in 0..<c.layerCount {
             try cancellation?.check()
             for kind in ProjectionKind.allCases {
-                guard let rank = kind == .k ? keyR : valueR else {
+                let choice = branch(layer: layer, kind: kind, kvDimension: c.kvDimension)
+                let quantizer = try quantizer(choice.bits)
+                guard let rank = choice.rank else {
                     (kind == .k ? { keys.append($0) } : { values.append($0) })(BranchCompression(basis: nil, quantizer: quantizer))
                     continue
                 }

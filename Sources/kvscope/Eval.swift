@@ -1,8 +1,10 @@
 import ArgumentParser
+import Configuration
 import Dispatch
 import ExplorerCore
 import Foundation
 import Inference
+import TensorFiles
 import KVCompression
 #if canImport(Glibc)
 import Glibc
@@ -70,10 +72,26 @@ struct Eval: ParsableCommand {
     @Option(help: "Bits of the compressed branch: 2…8, or 16 for none.") var bits: Int?
     @Option(help: "Quantization group size (default: one group per token).") var group: Int?
     @Option(help: "Basis: activations, weights, asvd or fitted.") var basis: BasisKind = .activations
+    @Option(help: "A kvscope config (JSON or YAML): its kv_cache section sets per-layer ranks and bits, the window, group, basis and calibration text.")
+    var config: String?
     @Flag(help: "Print one JSON document on stdout.") var json = false
 
     func validate() throws {
         if rank != nil && (keyRank != nil || valueRank != nil) { throw ValidationError("give --rank or --k-rank/--v-rank, not both") }
+        if config != nil && (rank != nil || keyRank != nil || valueRank != nil || window != nil || bits != nil || group != nil) {
+            throw ValidationError("--config sets the ranks, bits, window and group; do not combine it with those options")
+        }
+    }
+
+    /// The settings and calibration text of a config's kv_cache section, checked against the model.
+    func configSettings(_ path: String) throws -> (settings: CompressionSettings, calibration: String?) {
+        let cfg = try KVScopeConfig.load(path: path)
+        let opened = try openModel(path: ModelSession(path: model).fullModelPath ?? model)
+        try cfg.validate(against: try ModelDescription(opened: opened, path: model))
+        guard let kv = cfg.kvCache else { throw CommandError("\(path): the config has no kv_cache section to evaluate") }
+        let settings = try CompressionSettings(layers: kv.layers.map(\.setting), window: kv.window,
+                                               groupSize: kv.groupSize, basis: kv.basis)
+        return (settings, calib ?? kv.calibration?.text)
     }
 
     /// Value checks, reported as one-line errors with exit status 1.
@@ -101,8 +119,10 @@ struct Eval: ParsableCommand {
         try CLIError.reporting {
             try interrupt.run {
                 try checkValues()
-                let result = try EvalRun(modelPath: model, textPath: text, calibrationPath: calib, settings: try settings(),
-                                         reportBaseline: hasCompressionOption, cancellation: interrupt.flag).run()
+                var settings = try settings(), calibration = calib
+                if let config { (settings, calibration) = try configSettings(config) }
+                let result = try EvalRun(modelPath: model, textPath: text, calibrationPath: calibration, settings: settings,
+                                         reportBaseline: hasCompressionOption || config != nil, cancellation: interrupt.flag).run()
                 if json {
                     CLIError.printJSON(result.json)
                 } else {
