@@ -109,12 +109,12 @@ public struct ProjectionErrorCurves: Sendable {
     public func kvError(rank: Int) -> Double? { Self.relative(kvResidual, kvNormSquared, rank) }
 }
 
-/// e_kv(r, b) at every rank r = 0…d_kv for one projection basis, bit-width and group size, from sampled K rows.
+/// e_kv(r, b) at every rank r = 0…d_kv for one projection basis, bit-width and group size, from sampled K rows alone.
 ///
 /// Per token, c = U_rᵀk is quantized with group g along its r channels and k̂ = U_r ĉ. Since U is
 /// orthonormal, ‖k − U_rĉ‖² = ‖c_{≤r} − ĉ‖² + Σ_{i>r} c_i², so the errors of all ranks come from one
-/// product C = K U; groups that end before channel r are the same for every larger rank, so only the
-/// last (partial) group is re-quantized per rank.
+/// product C = K U (see ``quantizationErrorSums(basis:samples:bits:groupSize:cancellation:)``).
+/// ``ErrorModel`` combines the quantization part with the Gram's rank tail instead (its hybrid estimator).
 /// - Parameters:
 ///   - basis: the projection basis.
 ///   - samples: sampled K (or V) rows [s, d_kv].
@@ -126,51 +126,75 @@ public struct ProjectionErrorCurves: Sendable {
 public func quantizedKVErrors(basis: ProjectionBasis, samples: Matrix, bits: Int, groupSize: Int?,
                               cancellation: CancellationFlag? = nil) throws -> [Double] {
     let n = basis.dimension
-    guard samples.cols == n else { throw KVCompressionError.invalidArgument("samples have \(samples.cols) channels, basis \(n)") }
-    let quantizer = try KVCompressionError.wrap { try UniformQuantizer(bits: bits, groupSize: groupSize) }
-    let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
-    let s = samples.rows
+    let sums = try quantizationErrorSums(basis: basis, samples: samples, bits: bits, groupSize: groupSize,
+                                         cancellation: cancellation)
     let total = samples.frobeniusNormSquared
-    guard s > 0, total > 0 else { return [Double](repeating: 0, count: n + 1) }
-
-    var errors = [Double](repeating: 0, count: n + 1)
-    errors[0] = 1
-    // tail[t*(n+1) + r] = Σ_{i ≥ r} c_ti².
-    var tail = [Double](repeating: 0, count: s * (n + 1))
+    guard samples.rows > 0, total > 0 else { return [Double](repeating: 0, count: n + 1) }
+    // Σ_t Σ_{i>r} c_ti² on the samples: the rank tail of the samples themselves.
+    let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
+    var energies = [Double](repeating: 0, count: n)
     c.withUnsafeBufferPointer { p in
-        for t in 0..<s {
-            for i in stride(from: n - 1, through: 0, by: -1) {
-                tail[t * (n + 1) + i] = tail[t * (n + 1) + i + 1] + Double(p[t * n + i]) * Double(p[t * n + i])
-            }
+        for t in 0..<samples.rows {
+            for i in 0..<n { energies[i] += Double(p[t * n + i]) * Double(p[t * n + i]) }
         }
     }
-    var fullGroupsError = [Double](repeating: 0, count: s)  // error of complete groups before the current one
-    var scratch = [Float](repeating: 0, count: n)
+    let tail = ProjectionErrorCurves.tailSums(energies)
+    var errors = (0...n).map { r in ((sums.quantization[r] + tail[r]) / total).squareRoot() }
+    errors[0] = 1
+    return errors
+}
+
+/// The quantization part of e_kv(r, b) on sampled rows, at every rank: Σ_t ‖c_{t,≤r} − Q_b(c_{t,≤r})‖².
+public struct QuantizationErrorSums: Sendable {
+    /// quantization[r] = Σ over sampled tokens of ‖c_{≤r} − ĉ‖², r = 0…d_kv (entry 0 is 0).
+    public let quantization: [Double]
+    /// ‖K_s‖²_F, the squared norm of the sampled rows.
+    public let sampleNormSquared: Double
+}
+
+/// Σ_t ‖c_{t,≤r} − Q_b(c_{t,≤r})‖² for every rank r, with c_t = Uᵀk_t the features of sampled row t.
+///
+/// Groups that end before channel r are the same for every larger rank, so for each r only the last
+/// (partial) group is quantized again, for all sampled rows in one call of the quantizer.
+/// - Throws: ``KVCompressionError/invalidArgument(_:)`` when the samples' width is not d_kv, wrapped
+///   quantizer errors, ``KVCompressionError/cancelled`` (checked once per rank).
+public func quantizationErrorSums(basis: ProjectionBasis, samples: Matrix, bits: Int, groupSize: Int?,
+                                  cancellation: CancellationFlag? = nil) throws -> QuantizationErrorSums {
+    let n = basis.dimension
+    guard samples.cols == n else { throw KVCompressionError.invalidArgument("samples have \(samples.cols) channels, basis \(n)") }
+    if let g = groupSize, g < 1 { throw KVCompressionError.invalidArgument("group size \(g)") }
+    let quantizer = try KVCompressionError.wrap { try UniformQuantizer(bits: bits, groupSize: groupSize) }
+    let s = samples.rows
+    var sums = [Double](repeating: 0, count: n + 1)
+    guard s > 0, n > 0 else { return QuantizationErrorSums(quantization: sums, sampleNormSquared: 0) }
+    let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
+    var completedGroups = 0.0  // Σ_t error of the whole groups before the current one
+    var buffer = [Float](repeating: 0, count: s * min(groupSize ?? n, n))
     for rank in 1...n {
         try CancellationFlag.check(cancellation)
         let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
-        let groupLength = rank - groupStart
-        var sum = 0.0
+        let length = rank - groupStart
+        var groupError = 0.0
         try c.withUnsafeBufferPointer { p in
-            try scratch.withUnsafeMutableBufferPointer { buf in
-                let group = UnsafeMutableBufferPointer(rebasing: buf[0..<groupLength])
+            try buffer.withUnsafeMutableBufferPointer { buf in
+                let group = UnsafeMutableBufferPointer(rebasing: buf[0..<(s * length)])
                 for t in 0..<s {
-                    for i in 0..<groupLength { group[i] = p[t * n + groupStart + i] }
-                    try KVCompressionError.wrap { try quantizer.fakeQuantize(group, rowLength: groupLength) }
-                    var e = 0.0
-                    for i in 0..<groupLength {
-                        let d = Double(p[t * n + groupStart + i]) - Double(group[i])
-                        e += d * d
+                    for i in 0..<length { group[t * length + i] = p[t * n + groupStart + i] }
+                }
+                try KVCompressionError.wrap { try quantizer.fakeQuantize(group, rowLength: length) }
+                for t in 0..<s {
+                    for i in 0..<length {
+                        let d = Double(p[t * n + groupStart + i]) - Double(group[t * length + i])
+                        groupError += d * d
                     }
-                    sum += fullGroupsError[t] + e + tail[t * (n + 1) + rank]
-                    // The group just completed is a whole group for every larger rank.
-                    if let g = groupSize, rank % g == 0 { fullGroupsError[t] += e }
                 }
             }
         }
-        errors[rank] = (sum / total).squareRoot()
+        sums[rank] = completedGroups + groupError
+        // The group just completed is a whole group for every larger rank.
+        if let g = groupSize, rank % g == 0 { completedGroups += groupError }
     }
-    return errors
+    return QuantizationErrorSums(quantization: sums, sampleNormSquared: samples.frobeniusNormSquared)
 }
 
 /// The per-layer inputs of an ``ErrorModel`` for K or V.
@@ -294,6 +318,10 @@ public final class ErrorModel: @unchecked Sendable {
     }
 
     /// e_kv(r, b) = ‖K − K̂‖_F/‖K‖_F: from the Gram at b = 16, from the filled table at b < 16.
+    ///
+    /// With a Gram, the b < 16 table takes its rank tail from the Gram and only the quantization error
+    /// of the kept features from the samples, so e_kv(r, b) ≥ e_kv(r, 16) always; without one, the
+    /// whole error comes from the samples (``quantizedKVErrors(basis:samples:bits:groupSize:cancellation:)``).
     public func kvError(layer: Int, kind: ProjectionKind, rank: Int, bits: Int, groupSize: Int?) -> ErrorEstimate {
         let slot = Slot(layer: layer, kind: kind)
         guard let entry = entries[slot] else { return .unavailable("no layer \(layer) \(kind.rawValue)") }
@@ -342,12 +370,36 @@ public final class ErrorModel: @unchecked Sendable {
         try parallelJobs(count: jobs.count, cancellation: cancellation) { i in
             let (entry, b) = jobs[i]
             guard let samples = entry.samples else { return }
-            let table = try quantizedKVErrors(basis: entry.basis, samples: samples, bits: b, groupSize: groupSize,
-                                              cancellation: cancellation)
+            let table = try hybridKVErrors(entry: entry, curves: self.curves[Slot(layer: entry.layer, kind: entry.kind)],
+                                           samples: samples, bits: b, groupSize: groupSize, cancellation: cancellation)
             let key = TableKey(slot: Slot(layer: entry.layer, kind: entry.kind), bits: b, groupSize: groupSize)
             self.lock.withLock { self.tables[key] = table }
             counter.step()
         }
+    }
+
+    /// The b < 16 table of one entry: the hybrid estimator when the Gram is known, else samples alone.
+    func hybridKVErrors(entry: ErrorModelEntry, curves: ProjectionErrorCurves?, samples: Matrix, bits: Int,
+                        groupSize: Int?, cancellation: CancellationFlag?) throws -> [Double] {
+        guard let residual = curves?.kvResidual, let norm = curves?.kvNormSquared, norm > 0 else {
+            return try quantizedKVErrors(basis: entry.basis, samples: samples, bits: bits, groupSize: groupSize,
+                                         cancellation: cancellation)
+        }
+        let sums = try quantizationErrorSums(basis: entry.basis, samples: samples, bits: bits, groupSize: groupSize,
+                                             cancellation: cancellation)
+        // Hybrid estimator of e_kv(r, b) (DESIGN.md §4, "Errors"), so that b < 16 and b = 16 agree:
+        //   e_kv(r, b)²·‖K‖² = tail_Gram(r) + ‖K‖² · Σ_s‖c_{≤r} − Q_b(c_{≤r})‖² / ‖K_s‖².
+        // tail_Gram(r) = ‖K − KU_rU_rᵀ‖² is exact over all calibration tokens (the b = 16 curve);
+        // only the quantization error of the kept features is estimated from the s sampled rows,
+        // as a fraction of their energy ‖K_s‖² scaled to the Gram's ‖K‖² = trace(KᵀK). The second
+        // term is ≥ 0, so e_kv(r, b) ≥ e_kv(r, 16) at every rank (and the two agree where Q_b is exact).
+        let sampleNorm = sums.sampleNormSquared
+        var table = [Double](repeating: 0, count: residual.count)
+        for r in 0..<residual.count {
+            let quantization = sampleNorm > 0 && r < sums.quantization.count ? sums.quantization[r] / sampleNorm : 0
+            table[r] = (max(residual[r], 0) / norm + quantization).squareRoot()
+        }
+        return table
     }
 
     /// Stores a measured error (e.g. of `fitted` factors trained for this rank and bit-width).
