@@ -168,31 +168,35 @@ public func quantizationErrorSums(basis: ProjectionBasis, samples: Matrix, bits:
     var sums = [Double](repeating: 0, count: n + 1)
     guard s > 0, n > 0 else { return QuantizationErrorSums(quantization: sums, sampleNormSquared: 0) }
     let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
-    var completedGroups = 0.0  // Σ_t error of the whole groups before the current one
-    var buffer = [Float](repeating: 0, count: s * min(groupSize ?? n, n))
-    for rank in 1...n {
-        try CancellationFlag.check(cancellation)
-        let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
-        let length = rank - groupStart
-        var groupError = 0.0
-        try c.withUnsafeBufferPointer { p in
-            try buffer.withUnsafeMutableBufferPointer { buf in
-                let group = UnsafeMutableBufferPointer(rebasing: buf[0..<(s * length)])
-                for t in 0..<s {
-                    for i in 0..<length { group[t * length + i] = p[t * n + groupStart + i] }
+    // Per row, the current group's running min / max / max|x| grow with r, so each rank costs one
+    // pass over the partial group with the quantizer's own GroupParameters (bit-identical to
+    // fakeQuantize), and nothing is copied or written.
+    var completed = [Double](repeating: 0, count: s)  // per row: error of the whole groups before the current one
+    var lo = [Float](repeating: .infinity, count: s), hi = [Float](repeating: -.infinity, count: s)
+    var magnitude = [Float](repeating: 0, count: s)
+    try c.withUnsafeBufferPointer { p in
+        for rank in 1...n {
+            try CancellationFlag.check(cancellation)
+            let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
+            let closesGroup = groupSize.map { rank % $0 == 0 } ?? false
+            var total = 0.0
+            for t in 0..<s {
+                let row = t * n
+                if rank - 1 == groupStart { lo[t] = .infinity; hi[t] = -.infinity; magnitude[t] = 0 }
+                let x = p[row + rank - 1]
+                lo[t] = min(lo[t], x); hi[t] = max(hi[t], x); magnitude[t] = max(magnitude[t], x.magnitude)
+                let parameters = GroupParameters(minimum: lo[t], maximum: hi[t], maximumMagnitude: magnitude[t], quantizer: quantizer)
+                var e = 0.0
+                for i in (row + groupStart)..<(row + rank) {
+                    let d = Double(p[i] - parameters.dequantize(parameters.code(p[i])))
+                    e += d * d
                 }
-                try KVCompressionError.wrap { try quantizer.fakeQuantize(group, rowLength: length) }
-                for t in 0..<s {
-                    for i in 0..<length {
-                        let d = Double(p[t * n + groupStart + i]) - Double(group[t * length + i])
-                        groupError += d * d
-                    }
-                }
+                total += completed[t] + e
+                // The group just completed is a whole group for every larger rank.
+                if closesGroup { completed[t] += e }
             }
+            sums[rank] = total
         }
-        sums[rank] = completedGroups + groupError
-        // The group just completed is a whole group for every larger rank.
-        if let g = groupSize, rank % g == 0 { completedGroups += groupError }
     }
     return QuantizationErrorSums(quantization: sums, sampleNormSquared: samples.frobeniusNormSquared)
 }

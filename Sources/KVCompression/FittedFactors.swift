@@ -25,7 +25,7 @@ public struct FittingOptions: Sendable, Hashable {
     public var seed: UInt64
 
     /// Options; the defaults suit layers of a few hundred channels and a few hundred sampled tokens.
-    public init(steps: Int = 200, learningRate: Double = 3e-2, batchRows: Int = 128, evaluationInterval: Int = 5,
+    public init(steps: Int = 200, learningRate: Double = 1e-2, batchRows: Int = 128, evaluationInterval: Int = 5,
                 validationFraction: Double = 0.25, equalizeFeatures: Bool = true, ridge: Double = 1e-7, seed: UInt64 = 0) {
         self.steps = steps
         self.learningRate = learningRate
@@ -162,7 +162,18 @@ public func fitFactors(weight: Matrix, inputs: Matrix, targets: Matrix? = nil, s
         if let heldOut { heldOutHistory.append(try heldOut.loss(a: a, b: b)) }
     }
 
-    // Adam on A with the straight-through gradient; B in closed form after every step.
+    // B in closed form for the starting A (the start itself uses B = U_r).
+    if let b = try problem.solveB(current.a) {
+        let loss = try problem.loss(a: current.a, b: b)
+        if loss < bestLoss {
+            try accept(current.a, b, loss: loss, step: 0)
+            current.b = b
+        }
+    }
+
+    // Adam on A with the straight-through gradient; B in closed form after every step. An evaluation
+    // that does not improve on the best loss sends A back to the best factors, halves the step size and
+    // restarts Adam's moments.
     let scale = (current.a.frobeniusNormSquared / Double(max(current.a.storage.count, 1))).squareRoot()
     var m = [Double](repeating: 0, count: current.a.storage.count), v = m
     let (beta1, beta2, epsilon) = (0.9, 0.999, 1e-30)
@@ -172,6 +183,7 @@ public func fitFactors(weight: Matrix, inputs: Matrix, targets: Matrix? = nil, s
     let batch = max(1, min(options.batchRows, order.count))
     let totalSteps = max(options.steps, 0)
     let interval = max(options.evaluationInterval, 1)
+    var rateFactor = 1.0, adamStep = 0
     for step in stride(from: 1, through: totalSteps, by: 1) {
         try CancellationFlag.check(cancellation)
         if cursor + batch > order.count {
@@ -181,8 +193,9 @@ public func fitFactors(weight: Matrix, inputs: Matrix, targets: Matrix? = nil, s
         let rows = Array(order[cursor..<(cursor + batch)])
         cursor += batch
         let gradient = try problem.gradient(a: current.a, b: current.b, batch: rows)
-        let rate = options.learningRate * scale * 0.5 * (1 + cos(Double.pi * Double(step - 1) / Double(totalSteps)))
-        let c1 = 1 - pow(beta1, Double(step)), c2 = 1 - pow(beta2, Double(step))
+        adamStep += 1
+        let rate = options.learningRate * rateFactor * scale * 0.5 * (1 + cos(Double.pi * Double(step - 1) / Double(totalSteps)))
+        let c1 = 1 - pow(beta1, Double(adamStep)), c2 = 1 - pow(beta2, Double(adamStep))
         current.a.withUnsafeMutableBufferPointer { a in
             gradient.withUnsafeBufferPointer { g in
                 for i in 0..<a.count {
@@ -196,7 +209,14 @@ public func fitFactors(weight: Matrix, inputs: Matrix, targets: Matrix? = nil, s
         if let b = try problem.solveB(current.a) { current.b = b }
         if step % interval == 0 || step == totalSteps {
             let loss = try problem.loss(a: current.a, b: current.b)
-            if loss < bestLoss { try accept(current.a, current.b, loss: loss, step: step) }
+            if loss < bestLoss {
+                try accept(current.a, current.b, loss: loss, step: step)
+            } else {
+                current = snapshots[snapshots.count - 1]
+                rateFactor *= 0.5
+                adamStep = 0
+                for i in m.indices { m[i] = 0; v[i] = 0 }
+            }
         }
     }
 
