@@ -168,9 +168,12 @@ public func quantizationErrorSums(basis: ProjectionBasis, samples: Matrix, bits:
     var sums = [Double](repeating: 0, count: n + 1)
     guard s > 0, n > 0 else { return QuantizationErrorSums(quantization: sums, sampleNormSquared: 0) }
     let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
+    if quantizer.mode == .asymmetric {
+        try asymmetricErrorSums(c, bits: bits, groupSize: groupSize, into: &sums, cancellation: cancellation)
+        return QuantizationErrorSums(quantization: sums, sampleNormSquared: samples.frobeniusNormSquared)
+    }
     // Per row, the current group's running min / max / max|x| grow with r, so each rank costs one
-    // pass over the partial group with the quantizer's own GroupParameters (bit-identical to
-    // fakeQuantize), and nothing is copied or written.
+    // pass over the partial group with the quantizer's own GroupParameters.
     var completed = [Double](repeating: 0, count: s)  // per row: error of the whole groups before the current one
     var lo = [Float](repeating: .infinity, count: s), hi = [Float](repeating: -.infinity, count: s)
     var magnitude = [Float](repeating: 0, count: s)
@@ -199,6 +202,64 @@ public func quantizationErrorSums(basis: ProjectionBasis, samples: Matrix, bits:
         }
     }
     return QuantizationErrorSums(quantization: sums, sampleNormSquared: samples.frobeniusNormSquared)
+}
+
+/// The asymmetric quantizer's error sums of ``quantizationErrorSums(basis:samples:bits:groupSize:cancellation:)``,
+/// eight sampled rows at a time (SIMD across rows, features stored channel-major).
+///
+/// The arithmetic is GroupParameters' (DESIGN.md §4): scale = (max − min)/(2ᵇ − 1), q = clamp(round((x − min)/scale))
+/// with round half to even, x̂ = q·scale + min, in Float; a constant group (scale 0) reconstructs exactly.
+/// Padding rows are zero, a constant group, so they add nothing.
+func asymmetricErrorSums(_ c: Matrix, bits: Int, groupSize: Int?, into sums: inout [Double],
+                         cancellation: CancellationFlag?) throws {
+    typealias Lanes = SIMD8<Float>
+    let (s, n) = (c.rows, c.cols)
+    let blocks = (s + 7) / 8
+    // channelMajor[i * blocks + b] holds channel i of rows 8b…8b+7.
+    var channelMajor = [Lanes](repeating: .zero, count: n * blocks)
+    c.withUnsafeBufferPointer { p in
+        for t in 0..<s {
+            for i in 0..<n { channelMajor[i * blocks + t / 8][t % 8] = p[t * n + i] }
+        }
+    }
+    let top = Lanes(repeating: Float((1 << bits) - 1))
+    var lo = [Lanes](repeating: Lanes(repeating: .infinity), count: blocks)
+    var hi = [Lanes](repeating: Lanes(repeating: -.infinity), count: blocks)
+    var completed = [SIMD8<Double>](repeating: .zero, count: blocks)
+    try channelMajor.withUnsafeBufferPointer { x in
+        for rank in 1...n {
+            try CancellationFlag.check(cancellation)
+            let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
+            let closesGroup = groupSize.map { rank % $0 == 0 } ?? false
+            var total = SIMD8<Double>.zero
+            for b in 0..<blocks {
+                let newest = x[(rank - 1) * blocks + b]
+                if rank - 1 == groupStart {
+                    lo[b] = newest
+                    hi[b] = newest
+                } else {
+                    lo[b] = pointwiseMin(lo[b], newest)
+                    hi[b] = pointwiseMax(hi[b], newest)
+                }
+                let minimum = lo[b]
+                var scale = (hi[b] - minimum) / top
+                scale.replace(with: 1, where: scale .== 0)  // constant group: q = 0, x̂ = min = x
+                var error = Lanes.zero
+                for i in groupStart..<rank {
+                    let v = x[i * blocks + b]
+                    var q = ((v - minimum) / scale).rounded(.toNearestOrEven)
+                    q = pointwiseMin(pointwiseMax(q, .zero), top)
+                    let d = v - (q * scale + minimum)
+                    error += d * d
+                }
+                let e = SIMD8<Double>(error)
+                total += completed[b] + e
+                // The group just completed is a whole group for every larger rank.
+                if closesGroup { completed[b] += e }
+            }
+            sums[rank] = total.sum()
+        }
+    }
 }
 
 /// The per-layer inputs of an ``ErrorModel`` for K or V.
