@@ -188,7 +188,7 @@ public struct CompressionSettings: Sendable, Equatable {
                     guard let stats else { throw InferenceError.invalidPolicy("layer \(layer): no calibration statistics") }
                     projection = try ProjectionBasis.activations(keyGram: stats.gram(kind))
                 }
-                let u = canonicalSigns(projection.u)
+                let u = projection.u  // signs are canonical (ProjectionBasis.canonicalSigns)
                 let branch: BranchCompression
                 if basis == .fitted, let stats {
                     let start = try ProjectionBasis(kind: .activations, u: u, strengths: projection.strengths)
@@ -206,21 +206,6 @@ public struct CompressionSettings: Sendable, Equatable {
         }
         return try BiBranchKVCache(window: window, keys: keys, values: values)
     }
-}
-
-/// Each column flipped so that its entry of largest magnitude is positive (eigenvector signs are
-/// arbitrary, and a quantized feature branch depends on them). Ties keep the first such entry.
-public func canonicalSigns(_ u: Matrix) -> Matrix {
-    var out = u
-    let rows = u.rows, cols = u.cols
-    out.withUnsafeMutableBufferPointer { p in
-        for j in 0..<cols {
-            var best: Float = 0
-            for i in 0..<rows where abs(p[i * cols + j]) > abs(best) { best = p[i * cols + j] }
-            if best < 0 { for i in 0..<rows { p[i * cols + j] = -p[i * cols + j] } }
-        }
-    }
-    return out
 }
 
 extension LlamaModel {

@@ -108,7 +108,7 @@ public struct ProjectionBasis: Sendable, Equatable {
             throw KVCompressionError.invalidArgument("Gram matrix is \(keyGram.rows)x\(keyGram.cols), not square")
         }
         let eigen = try KVCompressionError.wrap { try symmetricEigen(keyGram) }
-        return try ProjectionBasis(kind: .activations, u: eigen.vectors, strengths: eigen.values)
+        return try ProjectionBasis(kind: .activations, u: canonicalSigns(eigen.vectors), strengths: eigen.values)
     }
 
     /// `activations` from the input's XᵀX: the eigenvectors of W·XᵀX·Wᵀ (= KᵀK), DESIGN.md §4.
@@ -145,9 +145,33 @@ public struct ProjectionBasis: Sendable, Equatable {
     private static func leftSingularBasis(_ m: Matrix, kind: BasisKind) throws -> ProjectionBasis {
         if m.rows <= m.cols {
             let svd = try KVCompressionError.wrap { try thinSVD(m) }
-            return try ProjectionBasis(kind: kind, u: svd.u, strengths: svd.singularValues)
+            return try ProjectionBasis(kind: kind, u: canonicalSigns(svd.u), strengths: svd.singularValues)
         }
         let eigen = try KVCompressionError.wrap { try symmetricEigen(try matmul(m, .none, m, .transpose)) }
-        return try ProjectionBasis(kind: kind, u: eigen.vectors, strengths: eigen.values.map { max($0, 0).squareRoot() })
+        return try ProjectionBasis(kind: kind, u: canonicalSigns(eigen.vectors), strengths: eigen.values.map { max($0, 0).squareRoot() })
+    }
+
+    /// U with each column's sign fixed so that its entry of largest magnitude is positive (ties: the
+    /// lowest row index).
+    ///
+    /// Singular vectors and eigenvectors are defined up to sign, and LAPACK builds differ in the sign
+    /// they return. Projections U_rU_rᵀ do not see it, but a quantized branch does (the features
+    /// c = U_rᵀk change sign, and asymmetric rounding is not odd), so every basis is made canonical.
+    /// The numpy references use the same convention.
+    public static func canonicalSigns(_ u: Matrix) -> Matrix {
+        var out = u
+        let rows = u.rows, cols = u.cols
+        out.withUnsafeMutableBufferPointer { p in
+            for j in 0..<cols {
+                var best: Float = 0, bestRow = 0
+                for i in 0..<rows where abs(p[i * cols + j]) > best {
+                    best = abs(p[i * cols + j])
+                    bestRow = i
+                }
+                guard rows > 0, p[bestRow * cols + j] < 0 else { continue }
+                for i in 0..<rows { p[i * cols + j] = -p[i * cols + j] }
+            }
+        }
+        return out
     }
 }

@@ -109,12 +109,12 @@ public struct ProjectionErrorCurves: Sendable {
     public func kvError(rank: Int) -> Double? { Self.relative(kvResidual, kvNormSquared, rank) }
 }
 
-/// e_kv(r, b) at every rank r = 0…d_kv for one projection basis, bit-width and group size, from sampled K rows.
+/// e_kv(r, b) at every rank r = 0…d_kv for one projection basis, bit-width and group size, from sampled K rows alone.
 ///
 /// Per token, c = U_rᵀk is quantized with group g along its r channels and k̂ = U_r ĉ. Since U is
 /// orthonormal, ‖k − U_rĉ‖² = ‖c_{≤r} − ĉ‖² + Σ_{i>r} c_i², so the errors of all ranks come from one
-/// product C = K U; groups that end before channel r are the same for every larger rank, so only the
-/// last (partial) group is re-quantized per rank.
+/// product C = K U (see ``quantizationErrorSums(basis:samples:bits:groupSize:cancellation:)``).
+/// ``ErrorModel`` combines the quantization part with the Gram's rank tail instead (its hybrid estimator).
 /// - Parameters:
 ///   - basis: the projection basis.
 ///   - samples: sampled K (or V) rows [s, d_kv].
@@ -126,51 +126,140 @@ public struct ProjectionErrorCurves: Sendable {
 public func quantizedKVErrors(basis: ProjectionBasis, samples: Matrix, bits: Int, groupSize: Int?,
                               cancellation: CancellationFlag? = nil) throws -> [Double] {
     let n = basis.dimension
-    guard samples.cols == n else { throw KVCompressionError.invalidArgument("samples have \(samples.cols) channels, basis \(n)") }
-    let quantizer = try KVCompressionError.wrap { try UniformQuantizer(bits: bits, groupSize: groupSize) }
-    let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
-    let s = samples.rows
+    let sums = try quantizationErrorSums(basis: basis, samples: samples, bits: bits, groupSize: groupSize,
+                                         cancellation: cancellation)
     let total = samples.frobeniusNormSquared
-    guard s > 0, total > 0 else { return [Double](repeating: 0, count: n + 1) }
-
-    var errors = [Double](repeating: 0, count: n + 1)
+    guard samples.rows > 0, total > 0 else { return [Double](repeating: 0, count: n + 1) }
+    // Σ_t Σ_{i>r} c_ti² on the samples: the rank tail of the samples themselves.
+    let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
+    var energies = [Double](repeating: 0, count: n)
+    c.withUnsafeBufferPointer { p in
+        for t in 0..<samples.rows {
+            for i in 0..<n { energies[i] += Double(p[t * n + i]) * Double(p[t * n + i]) }
+        }
+    }
+    let tail = ProjectionErrorCurves.tailSums(energies)
+    var errors = (0...n).map { r in ((sums.quantization[r] + tail[r]) / total).squareRoot() }
     errors[0] = 1
-    // tail[t*(n+1) + r] = Σ_{i ≥ r} c_ti².
-    var tail = [Double](repeating: 0, count: s * (n + 1))
+    return errors
+}
+
+/// The quantization part of e_kv(r, b) on sampled rows, at every rank: Σ_t ‖c_{t,≤r} − Q_b(c_{t,≤r})‖².
+public struct QuantizationErrorSums: Sendable {
+    /// quantization[r] = Σ over sampled tokens of ‖c_{≤r} − ĉ‖², r = 0…d_kv (entry 0 is 0).
+    public let quantization: [Double]
+    /// ‖K_s‖²_F, the squared norm of the sampled rows.
+    public let sampleNormSquared: Double
+}
+
+/// Σ_t ‖c_{t,≤r} − Q_b(c_{t,≤r})‖² for every rank r, with c_t = Uᵀk_t the features of sampled row t.
+///
+/// Groups that end before channel r are the same for every larger rank, so for each r only the last
+/// (partial) group is quantized again, for all sampled rows in one call of the quantizer.
+/// - Throws: ``KVCompressionError/invalidArgument(_:)`` when the samples' width is not d_kv, wrapped
+///   quantizer errors, ``KVCompressionError/cancelled`` (checked once per rank).
+public func quantizationErrorSums(basis: ProjectionBasis, samples: Matrix, bits: Int, groupSize: Int?,
+                                  cancellation: CancellationFlag? = nil) throws -> QuantizationErrorSums {
+    let n = basis.dimension
+    guard samples.cols == n else { throw KVCompressionError.invalidArgument("samples have \(samples.cols) channels, basis \(n)") }
+    if let g = groupSize, g < 1 { throw KVCompressionError.invalidArgument("group size \(g)") }
+    let quantizer = try KVCompressionError.wrap { try UniformQuantizer(bits: bits, groupSize: groupSize) }
+    let s = samples.rows
+    var sums = [Double](repeating: 0, count: n + 1)
+    guard s > 0, n > 0 else { return QuantizationErrorSums(quantization: sums, sampleNormSquared: 0) }
+    let c = try KVCompressionError.wrap { try matmul(samples, .none, basis.u, .none) }
+    if quantizer.mode == .asymmetric {
+        try asymmetricErrorSums(c, bits: bits, groupSize: groupSize, into: &sums, cancellation: cancellation)
+        return QuantizationErrorSums(quantization: sums, sampleNormSquared: samples.frobeniusNormSquared)
+    }
+    // Per row, the current group's running min / max / max|x| grow with r, so each rank costs one
+    // pass over the partial group with the quantizer's own GroupParameters.
+    var completed = [Double](repeating: 0, count: s)  // per row: error of the whole groups before the current one
+    var lo = [Float](repeating: .infinity, count: s), hi = [Float](repeating: -.infinity, count: s)
+    var magnitude = [Float](repeating: 0, count: s)
+    try c.withUnsafeBufferPointer { p in
+        for rank in 1...n {
+            try CancellationFlag.check(cancellation)
+            let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
+            let closesGroup = groupSize.map { rank % $0 == 0 } ?? false
+            var total = 0.0
+            for t in 0..<s {
+                let row = t * n
+                if rank - 1 == groupStart { lo[t] = .infinity; hi[t] = -.infinity; magnitude[t] = 0 }
+                let x = p[row + rank - 1]
+                lo[t] = min(lo[t], x); hi[t] = max(hi[t], x); magnitude[t] = max(magnitude[t], x.magnitude)
+                let parameters = GroupParameters(minimum: lo[t], maximum: hi[t], maximumMagnitude: magnitude[t], quantizer: quantizer)
+                var e = 0.0
+                for i in (row + groupStart)..<(row + rank) {
+                    let d = Double(p[i] - parameters.dequantize(parameters.code(p[i])))
+                    e += d * d
+                }
+                total += completed[t] + e
+                // The group just completed is a whole group for every larger rank.
+                if closesGroup { completed[t] += e }
+            }
+            sums[rank] = total
+        }
+    }
+    return QuantizationErrorSums(quantization: sums, sampleNormSquared: samples.frobeniusNormSquared)
+}
+
+/// The asymmetric quantizer's error sums of ``quantizationErrorSums(basis:samples:bits:groupSize:cancellation:)``,
+/// eight sampled rows at a time (SIMD across rows, features stored channel-major).
+///
+/// The arithmetic is GroupParameters' (DESIGN.md §4): scale = (max − min)/(2ᵇ − 1), q = clamp(round((x − min)/scale))
+/// with round half to even, x̂ = q·scale + min, in Float; a constant group (scale 0) reconstructs exactly.
+/// Padding rows are zero, a constant group, so they add nothing.
+func asymmetricErrorSums(_ c: Matrix, bits: Int, groupSize: Int?, into sums: inout [Double],
+                         cancellation: CancellationFlag?) throws {
+    typealias Lanes = SIMD8<Float>
+    let (s, n) = (c.rows, c.cols)
+    let blocks = (s + 7) / 8
+    // channelMajor[i * blocks + b] holds channel i of rows 8b…8b+7.
+    var channelMajor = [Lanes](repeating: .zero, count: n * blocks)
     c.withUnsafeBufferPointer { p in
         for t in 0..<s {
-            for i in stride(from: n - 1, through: 0, by: -1) {
-                tail[t * (n + 1) + i] = tail[t * (n + 1) + i + 1] + Double(p[t * n + i]) * Double(p[t * n + i])
-            }
+            for i in 0..<n { channelMajor[i * blocks + t / 8][t % 8] = p[t * n + i] }
         }
     }
-    var fullGroupsError = [Double](repeating: 0, count: s)  // error of complete groups before the current one
-    var scratch = [Float](repeating: 0, count: n)
-    for rank in 1...n {
-        try CancellationFlag.check(cancellation)
-        let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
-        let groupLength = rank - groupStart
-        var sum = 0.0
-        try c.withUnsafeBufferPointer { p in
-            try scratch.withUnsafeMutableBufferPointer { buf in
-                let group = UnsafeMutableBufferPointer(rebasing: buf[0..<groupLength])
-                for t in 0..<s {
-                    for i in 0..<groupLength { group[i] = p[t * n + groupStart + i] }
-                    try KVCompressionError.wrap { try quantizer.fakeQuantize(group, rowLength: groupLength) }
-                    var e = 0.0
-                    for i in 0..<groupLength {
-                        let d = Double(p[t * n + groupStart + i]) - Double(group[i])
-                        e += d * d
-                    }
-                    sum += fullGroupsError[t] + e + tail[t * (n + 1) + rank]
-                    // The group just completed is a whole group for every larger rank.
-                    if let g = groupSize, rank % g == 0 { fullGroupsError[t] += e }
+    let top = Lanes(repeating: Float((1 << bits) - 1))
+    var lo = [Lanes](repeating: Lanes(repeating: .infinity), count: blocks)
+    var hi = [Lanes](repeating: Lanes(repeating: -.infinity), count: blocks)
+    var completed = [SIMD8<Double>](repeating: .zero, count: blocks)
+    try channelMajor.withUnsafeBufferPointer { x in
+        for rank in 1...n {
+            try CancellationFlag.check(cancellation)
+            let groupStart = groupSize.map { ((rank - 1) / $0) * $0 } ?? 0
+            let closesGroup = groupSize.map { rank % $0 == 0 } ?? false
+            var total = SIMD8<Double>.zero
+            for b in 0..<blocks {
+                let newest = x[(rank - 1) * blocks + b]
+                if rank - 1 == groupStart {
+                    lo[b] = newest
+                    hi[b] = newest
+                } else {
+                    lo[b] = pointwiseMin(lo[b], newest)
+                    hi[b] = pointwiseMax(hi[b], newest)
                 }
+                let minimum = lo[b]
+                var scale = (hi[b] - minimum) / top
+                scale.replace(with: 1, where: scale .== 0)  // constant group: q = 0, x̂ = min = x
+                var error = Lanes.zero
+                for i in groupStart..<rank {
+                    let v = x[i * blocks + b]
+                    var q = ((v - minimum) / scale).rounded(.toNearestOrEven)
+                    q = pointwiseMin(pointwiseMax(q, .zero), top)
+                    let d = v - (q * scale + minimum)
+                    error += d * d
+                }
+                let e = SIMD8<Double>(error)
+                total += completed[b] + e
+                // The group just completed is a whole group for every larger rank.
+                if closesGroup { completed[b] += e }
             }
+            sums[rank] = total.sum()
         }
-        errors[rank] = (sum / total).squareRoot()
     }
-    return errors
 }
 
 /// The per-layer inputs of an ``ErrorModel`` for K or V.
@@ -294,6 +383,10 @@ public final class ErrorModel: @unchecked Sendable {
     }
 
     /// e_kv(r, b) = ‖K − K̂‖_F/‖K‖_F: from the Gram at b = 16, from the filled table at b < 16.
+    ///
+    /// With a Gram, the b < 16 table takes its rank tail from the Gram and only the quantization error
+    /// of the kept features from the samples, so e_kv(r, b) ≥ e_kv(r, 16) always; without one, the
+    /// whole error comes from the samples (``quantizedKVErrors(basis:samples:bits:groupSize:cancellation:)``).
     public func kvError(layer: Int, kind: ProjectionKind, rank: Int, bits: Int, groupSize: Int?) -> ErrorEstimate {
         let slot = Slot(layer: layer, kind: kind)
         guard let entry = entries[slot] else { return .unavailable("no layer \(layer) \(kind.rawValue)") }
@@ -342,12 +435,36 @@ public final class ErrorModel: @unchecked Sendable {
         try parallelJobs(count: jobs.count, cancellation: cancellation) { i in
             let (entry, b) = jobs[i]
             guard let samples = entry.samples else { return }
-            let table = try quantizedKVErrors(basis: entry.basis, samples: samples, bits: b, groupSize: groupSize,
-                                              cancellation: cancellation)
+            let table = try hybridKVErrors(entry: entry, curves: self.curves[Slot(layer: entry.layer, kind: entry.kind)],
+                                           samples: samples, bits: b, groupSize: groupSize, cancellation: cancellation)
             let key = TableKey(slot: Slot(layer: entry.layer, kind: entry.kind), bits: b, groupSize: groupSize)
             self.lock.withLock { self.tables[key] = table }
             counter.step()
         }
+    }
+
+    /// The b < 16 table of one entry: the hybrid estimator when the Gram is known, else samples alone.
+    func hybridKVErrors(entry: ErrorModelEntry, curves: ProjectionErrorCurves?, samples: Matrix, bits: Int,
+                        groupSize: Int?, cancellation: CancellationFlag?) throws -> [Double] {
+        guard let residual = curves?.kvResidual, let norm = curves?.kvNormSquared, norm > 0 else {
+            return try quantizedKVErrors(basis: entry.basis, samples: samples, bits: bits, groupSize: groupSize,
+                                         cancellation: cancellation)
+        }
+        let sums = try quantizationErrorSums(basis: entry.basis, samples: samples, bits: bits, groupSize: groupSize,
+                                             cancellation: cancellation)
+        // Hybrid estimator of e_kv(r, b) (DESIGN.md §4, "Errors"), so that b < 16 and b = 16 agree:
+        //   e_kv(r, b)²·‖K‖² = tail_Gram(r) + ‖K‖² · Σ_s‖c_{≤r} − Q_b(c_{≤r})‖² / ‖K_s‖².
+        // tail_Gram(r) = ‖K − KU_rU_rᵀ‖² is exact over all calibration tokens (the b = 16 curve);
+        // only the quantization error of the kept features is estimated from the s sampled rows,
+        // as a fraction of their energy ‖K_s‖² scaled to the Gram's ‖K‖² = trace(KᵀK). The second
+        // term is ≥ 0, so e_kv(r, b) ≥ e_kv(r, 16) at every rank (and the two agree where Q_b is exact).
+        let sampleNorm = sums.sampleNormSquared
+        var table = [Double](repeating: 0, count: residual.count)
+        for r in 0..<residual.count {
+            let quantization = sampleNorm > 0 && r < sums.quantization.count ? sums.quantization[r] / sampleNorm : 0
+            table[r] = (max(residual[r], 0) / norm + quantization).squareRoot()
+        }
+        return table
     }
 
     /// Stores a measured error (e.g. of `fitted` factors trained for this rank and bit-width).

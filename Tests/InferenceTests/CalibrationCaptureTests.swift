@@ -155,7 +155,7 @@ import Testing
     @Test func inputFactorRouteEqualsProjectionForProjectionFactors() throws {
         let (stats, _) = try capture()
         let w = model.projectionHF(layer: 1, kind: .k)
-        let u = canonicalSigns(try ProjectionBasis.activations(keyGram: stats.layers[1].keyGram).u).prefixColumns(4)
+        let u = ProjectionBasis.canonicalSigns(try ProjectionBasis.activations(keyGram: stats.layers[1].keyGram).u).prefixColumns(4)
         let quantizer = try UniformQuantizer(bits: 4, groupSize: 2)
         let x = stats.layers[1].sampleInputs
         let k = try matmul(x, .none, w, .transpose)

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import KVCompression
 import LinearAlgebra
 import Testing
 
@@ -87,8 +88,8 @@ struct SmolLM2Reference: Decodable {
         let n = model.configuration.layerCount
         var keys = [Matrix](repeating: Matrix(rows: 0, cols: 0), count: n), values = keys
         _ = try model.hiddenStates(tokens: tokens, observer: { cap in
-            keys[cap.layer] = canonicalSigns(try symmetricEigen(matmul(cap.keys, .transpose, cap.keys)).vectors)
-            values[cap.layer] = canonicalSigns(try symmetricEigen(matmul(cap.values, .transpose, cap.values)).vectors)
+            keys[cap.layer] = ProjectionBasis.canonicalSigns(try symmetricEigen(matmul(cap.keys, .transpose, cap.keys)).vectors)
+            values[cap.layer] = ProjectionBasis.canonicalSigns(try symmetricEigen(matmul(cap.values, .transpose, cap.values)).vectors)
         })
         return (keys, values)
     }

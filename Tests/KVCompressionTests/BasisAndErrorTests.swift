@@ -53,6 +53,43 @@ import Quantization
         for r in [1, 5, 12, 20] { #expect(abs((c2.kvError(rank: r) ?? 9) - (curves[0].kvError(rank: r) ?? 0)) < 1e-4) }
     }
 
+    /// Every basis has canonical column signs: the entry of largest magnitude is positive (ties: lowest index),
+    /// so a sign-flipped input gives the same basis, and our activation basis agrees column by column with
+    /// numpy's (canonical) eigenvectors wherever the eigenvalues are well separated.
+    @Test func basesHaveCanonicalSigns() throws {
+        let l = try Self.layer()
+        for basis in try Self.bases(l) {
+            let n = basis.dimension
+            for j in 0..<n {
+                let column = (0..<n).map { basis.u[$0, j] }
+                let peak = try #require(column.indices.max { abs(column[$0]) < abs(column[$1]) || (abs(column[$0]) == abs(column[$1]) && $0 > $1) })
+                #expect(column[peak] > 0, "\(basis.kind) column \(j)")
+            }
+        }
+        // Flipping columns of U does not survive canonicalization; ties go to the lowest index.
+        var flipped = try Self.bases(l)[0].u
+        for i in 0..<flipped.rows { flipped[i, 3] = -flipped[i, 3]; flipped[i, 7] = -flipped[i, 7] }
+        #expect(ProjectionBasis.canonicalSigns(flipped) == (try Self.bases(l)[0].u))
+        let tie = try Matrix([[-0.5, 0.5], [0.5, 0.5]])
+        #expect(ProjectionBasis.canonicalSigns(tie) == (try Matrix([[0.5, 0.5], [-0.5, 0.5]])))
+        // Against numpy's canonical eigenvectors of the golden K.
+        let golden = try loadGolden("kv_golden.json")
+        let kv = try #require(golden["kv"] as? [String: Any])
+        let numpyU = try Matrix(try #require(kv["activations_u"] as? [[Double]]).map { $0.map(Float.init) })
+        let sigma = doubles(kv["singular_values"])
+        let (x, w) = goldenInputs()
+        let ours = try ProjectionBasis.activations(keyGram: try gram(try matmul(x, .none, w, .transpose)))
+        var compared = 0
+        for j in 0..<32 {
+            let gap = min(j > 0 ? sigma[j - 1] - sigma[j] : .infinity, j < 31 ? sigma[j] - sigma[j + 1] : .infinity)
+            guard gap > 0.05 * sigma[j], sigma[j] > 1e-3 * sigma[0] else { continue }
+            let distance = (0..<32).reduce(0.0) { $0 + Double(ours.u[$1, j] - numpyU[$1, j]) * Double(ours.u[$1, j] - numpyU[$1, j]) }
+            #expect(distance.squareRoot() < 1e-3, "column \(j): ‖ours − numpy‖ = \(distance.squareRoot())")
+            compared += 1
+        }
+        #expect(compared >= 4)
+    }
+
     /// Cumulative sums (DESIGN.md §4) equal explicit reconstruction errors, for e_w and e_kv, every basis and rank.
     @Test func cumulativeSumsEqualExplicitReconstruction() throws {
         let l = try Self.layer()
@@ -184,14 +221,63 @@ import Quantization
         })
         #expect(progress.count == 12)
         #expect(model.isFilled(bits: 4, groupSize: 4))
-        let table = try quantizedKVErrors(basis: e.basis, samples: try #require(e.samples), bits: 4, groupSize: 4)
-        #expect(model.kvError(layer: 1, kind: .v, rank: 5, bits: 4) == .ready(table[5]))
+        // The hybrid estimator: the Gram's rank tail plus the samples' relative quantization error.
+        let sums = try quantizationErrorSums(basis: e.basis, samples: try #require(e.samples), bits: 4, groupSize: 4)
+        let tail = try #require(curves.kvError(rank: 5))
+        let hybrid = (tail * tail + sums.quantization[5] / sums.sampleNormSquared).squareRoot()
+        let got = try #require(model.kvError(layer: 1, kind: .v, rank: 5, bits: 4).value)
+        #expect(abs(got - hybrid) <= 1e-9)
         // Another group size is a different table.
         #expect(model.kvError(layer: 1, kind: .v, rank: 5, bits: 4, groupSize: 8) == .pending)
         // Out of range or unknown: unavailable, never a trap.
         #expect(model.kvError(layer: 1, kind: .v, rank: 17, bits: 4).value == nil)
         #expect(model.kvError(layer: 9, kind: .k, rank: 1, bits: 16).value == nil)
         #expect(model.kvError(layer: 0, kind: .k, rank: 1, bits: 9).value == nil)
+    }
+
+    /// e_kv(r, b) ≥ e_kv(r, 16) at every rank and bit-width, even where the samples alone would say otherwise,
+    /// and fewer bits never give a lower error at the same rank here.
+    @Test func quantizedTablesNeverBeatSixteenBits() throws {
+        let (model, _) = try Self.model()
+        try model.fillQuantizedTables(bits: [2, 3, 4, 8], groupSize: 4)
+        for layer in 0..<3 {
+            for kind in ProjectionKind.allCases {
+                for r in 0...16 {
+                    let full = try #require(model.kvError(layer: layer, kind: kind, rank: r, bits: 16).value)
+                    var previous = full
+                    for bits in [8, 4, 3, 2] {
+                        let e = try #require(model.kvError(layer: layer, kind: kind, rank: r, bits: bits).value)
+                        #expect(e >= full, "layer \(layer) \(kind) r \(r) b \(bits): \(e) < \(full)")
+                        #expect(e >= previous - 1e-3, "layer \(layer) \(kind) r \(r) b \(bits)")
+                        previous = e
+                    }
+                }
+                let d = 16
+                #expect(model.kvError(layer: layer, kind: kind, rank: d, bits: 16).value == 0)
+            }
+        }
+    }
+
+    /// The hybrid table against numpy (Tests/Reference/kv_golden.py: Gram of all 256 tokens, first 64 rows sampled).
+    @Test func hybridTableMatchesNumpy() throws {
+        let golden = try loadGolden("kv_golden.json")
+        let kv = try #require(golden["kv"] as? [String: Any])
+        let hybrid = try #require(kv["hybrid"] as? [String: Any])
+        let want = doubles(hybrid["kv"])
+        let count = try #require(hybrid["samples"] as? Int)
+        let numpyRows = try #require(kv["activations_u"] as? [[Double]])
+        let basis = try ProjectionBasis(kind: .activations, u: try Matrix(numpyRows.map { $0.map(Float.init) }),
+                                        strengths: [Float](repeating: 1, count: 32))
+        let (x, w) = goldenInputs()
+        let k = try matmul(x, .none, w, .transpose)
+        let model = try ErrorModel(basisKind: .activations, entries: [ErrorModelEntry(
+            layer: 0, kind: .k, basis: basis, weight: w, gram: try gram(k), samples: k.prefixRows(count))], defaultGroupSize: 8)
+        try model.fillQuantizedTables(bits: [4], groupSize: 8)
+        try #require(want.count == 33)
+        for r in 0...32 {
+            let got = try #require(model.kvError(layer: 0, kind: .k, rank: r, bits: 4).value)
+            #expect(abs(got - want[r]) <= 2e-4 * max(want[r], 0.01), "r \(r): \(got) vs \(want[r])")
+        }
     }
 
     @Test func lookupsAreConstantTime() throws {

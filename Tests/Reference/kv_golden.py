@@ -21,7 +21,9 @@ Outputs (all float64 math, numpy.linalg):
            (DESIGN.md §4, float32 arithmetic, round half to even), k_hat = U_r c_hat.
            The activation basis U (eigh, descending) is stored too: quantized errors depend on the
            exact directions inside near-degenerate eigenspaces, so the table is checked exactly on
-           numpy's U and only loosely on kvscope's own float32 eigenvectors.
+           numpy's U and only loosely on kvscope's own float32 eigenvectors. Every basis has canonical
+           column signs (largest-magnitude entry positive). `hybrid` is ErrorModel's b < 16 estimator
+           (rank tail from all tokens, quantization error of the kept features from the first 64 rows).
 
 Usage: python3 Tests/Reference/kv_golden.py   (rewrites Tests/Golden/kv/kv_golden.json)
 """
@@ -35,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OUT = os.path.join(ROOT, "Tests", "Golden", "kv", "kv_golden.json")
 LEVELS = (0.9, 0.95, 0.99)
 T, D, DKV = 256, 64, 32
+HYBRID_SAMPLES = 64
 
 
 def wave(i, j, s):
@@ -84,6 +87,15 @@ def quantize_rows(c, bits, group):
     return out
 
 
+def canonical_signs(u):
+    """Flips each column so that its entry of largest magnitude is positive (ties: the lowest index,
+    which is what argmax returns), the convention of kvscope's ProjectionBasis."""
+    idx = np.argmax(np.abs(u), axis=0)
+    signs = np.sign(u[idx, np.arange(u.shape[1])])
+    signs[signs == 0] = 1
+    return u * signs
+
+
 def main():
     x, w = inputs()
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -92,12 +104,12 @@ def main():
 
     bases = {}
     u, _, _ = np.linalg.svd(w64, full_matrices=True)
-    bases["weights"] = u
+    bases["weights"] = canonical_signs(u)
     vals, vecs = np.linalg.eigh(gram)
-    bases["activations"] = vecs[:, ::-1]
+    bases["activations"] = canonical_signs(vecs[:, ::-1])
     s = np.sqrt(np.abs(x64).mean(axis=0) + 1e-6)
     u, _, _ = np.linalg.svd(w64 * s[None, :], full_matrices=True)
-    bases["asvd"] = u
+    bases["asvd"] = canonical_signs(u)
 
     errors = {}
     for name, u in bases.items():
@@ -118,13 +130,26 @@ def main():
             e.append(float(np.linalg.norm(k - c_hat @ ur.T) / np.linalg.norm(k)))
         quantized.append({"basis": "activations", "bits": bits, "group": group, "kv": e})
 
+    # Hybrid estimator of ErrorModel (rank tail from the Gram of all T tokens, quantization of the kept
+    # features from a sample: the first S rows), b = 4, g = 8:
+    #   e_kv(r, b)^2 = ||K - K U_r U_r^T||^2 / ||K||^2 + ||C_s - Q_b(C_s)||^2 / ||K_s||^2,  C_s = K_s U_r.
+    samples = k[:HYBRID_SAMPLES]
+    hybrid = [1.0]
+    for r in range(1, DKV + 1):
+        ur = u[:, :r]
+        c = (samples @ ur).astype(np.float32)
+        q_err = float(np.sum((c.astype(np.float64) - quantize_rows(c, 4, 8).astype(np.float64)) ** 2))
+        tail = float(np.linalg.norm(k - (k @ ur) @ ur.T) ** 2)
+        hybrid.append(math.sqrt(tail / float(np.sum(k ** 2)) + q_err / float(np.sum(samples ** 2))))
+
     doc = {
         "generator": "Tests/Reference/kv_golden.py (numpy %s)" % np.__version__,
         "spectra": [spectrum(plain(48, 96, 1)), spectrum(plain(96, 48, 2)), spectrum(plain(40, 40, 3))],
         "kv": {"tokens": T, "hidden": D, "kv_size": DKV,
                "activations_u": bases["activations"].tolist(),
                "singular_values": np.linalg.svd(k, compute_uv=False).tolist(),
-               "errors": errors, "quantized": quantized},
+               "errors": errors, "quantized": quantized,
+               "hybrid": {"bits": 4, "group": 8, "samples": HYBRID_SAMPLES, "kv": hybrid}},
     }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
