@@ -38,7 +38,8 @@ var package = Package(
         .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: optimize),
 
         // App: session state, derived metrics, background jobs. Shared by the TUI and the CLI.
-        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra"],
+        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra",
+                                                   "TerminalUI", "Inference"],
                 swiftSettings: optimize),
 
         // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
@@ -53,6 +54,8 @@ var package = Package(
                 "Quantization",
                 "KVCompression",
                 "ExplorerCore",
+                "TerminalUI",
+                "CursesBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -62,7 +65,7 @@ var package = Package(
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization"]),
-        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles"]),
+        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "TerminalUI"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.
