@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+
+private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+private var tmuxInstalled: Bool {
+    (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+        .contains { FileManager.default.isExecutableFile(atPath: "\($0)/tmux") }
+}
+
+/// The explorer in a real terminal: Tests/E2E/tui_tmux.sh drives it through a private tmux server.
+@Suite struct TUIEndToEndTests {
+    @Test(.enabled(if: tmuxInstalled, "tmux is not installed"), .timeLimit(.minutes(2)))
+    func tmuxSession() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [root.appendingPathComponent("Tests/E2E/tui_tmux.sh").path,
+                       root.appendingPathComponent(".build/debug/kvscope").path]
+        p.currentDirectoryURL = root
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(text.contains("PASS"))
+    }
+
+    @Test func noArgumentsWithoutTheSampleSaysSoInOneLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvscope-noarg-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = Process()
+        p.executableURL = root.appendingPathComponent(".build/debug/kvscope")
+        p.currentDirectoryURL = dir
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(p.terminationStatus == 1)
+        #expect(text.split(separator: "\n").count == 1)
+        #expect(text.contains("kvscope tui MODEL"))
+    }
+}
