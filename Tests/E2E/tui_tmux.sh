@@ -29,7 +29,9 @@ wait_for() {
 screen() { T capture-pane -p -t e2e; }
 
 # A shell in a 120x40 window; record its terminal modes first.
-T -f /dev/null new-session -d -s e2e -x 120 -y 40 "cd '$WORK' && PS1='READY> ' bash --norc --noprofile -i"
+# The server must not hold our stdout open (a caller reading it to EOF would wait forever).
+T -f /dev/null new-session -d -s e2e -x 120 -y 40 "cd '$WORK' && PS1='READY> ' bash --norc --noprofile -i" \
+  </dev/null >/dev/null 2>&1
 T set-option -t e2e status off >/dev/null
 wait_for "READY>"
 T send-keys -t e2e "stty -a > before.txt; echo STTY-SAVED" Enter

@@ -17,13 +17,18 @@ private var tmuxInstalled: Bool {
         p.arguments = [root.appendingPathComponent("Tests/E2E/tui_tmux.sh").path,
                        root.appendingPathComponent(".build/debug/kvscope").path]
         p.currentDirectoryURL = root
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
+        // Output goes to a file, not a pipe: nothing can keep the test waiting for EOF.
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("kvscope-e2e-\(getpid()).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        p.standardOutput = handle
+        p.standardError = handle
+        p.standardInput = FileHandle.nullDevice
         try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        try handle.close()
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         #expect(p.terminationStatus == 0, "\(text)")
         #expect(text.contains("PASS"))
     }
