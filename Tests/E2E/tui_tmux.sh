@@ -14,7 +14,13 @@ if ! command -v tmux >/dev/null; then echo "tmux not installed: skipping the TUI
 SOCK="kvscope-e2e-$$"
 WORK="$(mktemp -d)"
 T() { tmux -L "$SOCK" "$@"; }
-cleanup() { T kill-server 2>/dev/null || true; rm -rf "$WORK"; }
+SERVER_PID=""
+cleanup() {
+  T kill-server 2>/dev/null || true
+  # kill-server has been seen to leave the server behind; end it by its own pid.
+  [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; echo "--- screen ---"; T capture-pane -p -t e2e || true; exit 1; }
 # wait_for TEXT [seconds]: poll the screen until TEXT appears.
@@ -32,6 +38,7 @@ screen() { T capture-pane -p -t e2e; }
 # The server must not hold our stdout open (a caller reading it to EOF would wait forever).
 T -f /dev/null new-session -d -s e2e -x 120 -y 40 "cd '$WORK' && PS1='READY> ' bash --norc --noprofile -i" \
   </dev/null >/dev/null 2>&1
+SERVER_PID="$(T display-message -p -t e2e '#{pid}')"
 T set-option -t e2e status off >/dev/null
 wait_for "READY>"
 T send-keys -t e2e "stty -a > before.txt; echo STTY-SAVED" Enter

