@@ -39,7 +39,8 @@ var package = Package(
         .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: optimize),
 
         // App: session state, derived metrics, background jobs. Shared by the TUI and the CLI.
-        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra", "Inference"],
+        .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra",
+                                                   "TerminalUI", "Inference"],
                 swiftSettings: optimize),
 
         // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
@@ -62,6 +63,8 @@ var package = Package(
                 "ExplorerCore",
                 "Inference",
                 "Configuration",
+                "TerminalUI",
+                "CursesBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -71,7 +74,7 @@ var package = Package(
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression", "Inference", "TensorFiles"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"]),
-        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference"]),
+        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference", "TerminalUI"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.

@@ -18,6 +18,13 @@ public enum TerminalGuard {
     /// Saves the current terminal modes and installs the handlers. Call before `initscr`.
     public static func install() {
         if tcgetattr(STDIN_FILENO, &savedTermios) == 0 { haveSavedTermios = 1 }
+        // A parent may have left SIGWINCH ignored or signals blocked (both survive exec); ncurses
+        // only handles resizes when SIGWINCH has its default action, and our flags need delivery.
+        signal(SIGWINCH, SIG_DFL)
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in [SIGWINCH, SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
+        sigprocmask(SIG_UNBLOCK, &unblock, nil)
         for sig in [SIGINT, SIGTERM, SIGHUP] { setHandler(sig, flagHandler) }
         for sig in [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT] { setHandler(sig, crashHandler) }
     }

@@ -18,12 +18,18 @@ struct KVScope: ParsableCommand {
                       Quantize.self,
                       Spectra.self,
                       Tune.self,
-                      Export.self]
+                      Export.self,
+                      TUI.self]
     )
 
+    /// With no arguments: the explorer on the sample bundle in Samples/ under the current directory.
     mutating func run() throws {
-        // The explorer (TUI) is a later milestone; never show a fake screen.
-        FileHandle.standardError.write(Data("kvscope: the explorer is not built yet; see `kvscope --help` for the commands that are.\n".utf8))
+        let sample = "Samples/smollm2"
+        guard FileManager.default.fileExists(atPath: sample) else {
+            CLIError.printError("no sample bundle at \(sample) in the current directory; open a model with `kvscope tui MODEL`")
+            throw ExitCode(1)
+        }
+        try CLIError.reporting { try TUIApp.run(model: sample, config: nil, theme: nil, evalText: "Samples/eval.txt") }
     }
 }
 

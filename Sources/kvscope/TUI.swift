@@ -1,0 +1,118 @@
+import ArgumentParser
+import CursesBackend
+import ExplorerCore
+import Foundation
+import Inference
+import KVCompression
+import TerminalUI
+
+/// `kvscope tui`: the interactive explorer.
+struct TUI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tui",
+        abstract: "Open the interactive explorer (ncurses) on a model.",
+        discussion: """
+            Every layer starts at the 95%-energy rank of its weight spectrum, window 32, 16 bits.
+            Press ? inside for the keys. Themes: default, light, high-contrast, mono, or a path to a
+            .toml file; NO_COLOR disables colors.
+            """)
+
+    @Argument(help: "The model: GGUF, or safetensors with config.json beside it.") var model: String
+    @Option(help: "A config file to start from.") var config: String?
+    @Option(help: "Theme name or path to a theme file.") var theme: String?
+    @Option(help: "Text for perplexity in Eval mode.") var text: String = "Samples/eval.txt"
+
+    func run() throws {
+        try CLIError.reporting { try TUIApp.run(model: model, config: config, theme: theme, evalText: text) }
+    }
+}
+
+enum TUIApp {
+    /// The calibration statistics that give kv spectra and e_kv: the bundle's own, or for a model
+    /// file those of Samples/calibration.txt (from the on-disk cache, computed once with a progress
+    /// bar before the screen opens). None when neither exists.
+    static func explorerCalibration(_ session: ModelSession) throws -> CalibrationStatistics? {
+        if session.isBundle { return try session.bundledCalibration() }
+        let path = "Samples/calibration.txt"
+        guard FileManager.default.fileExists(atPath: path), session.hyperparameters.architecture == "llama",
+              session.opened.format == .gguf else { return nil }
+        let bar = ProgressBar("calibration (once; cached)")
+        defer { bar.finish() }
+        return try session.calibration(text: try CalibrationText(path: path), progress: { bar.update($0, $1) })
+    }
+
+    /// Opens the model (before the screen, so file errors print as usual), then runs the loop.
+    static func run(model: String, config: String?, theme: String?, evalText: String) throws {
+        let session = try ModelSession(path: model)
+        let calibration = try explorerCalibration(session)
+        let bar = ProgressBar("spectra")
+        let resources = try ExplorerResources.load(session: session, calibration: calibration,
+                                                   progress: { done, total in bar.update(done, total) })
+        bar.finish()
+        let dirs = ThemeFiles.searchDirectories()
+        var names = ThemeFiles.builtInNames
+        if let theme {
+            names.removeAll { $0 == theme }
+            names.insert(theme, at: 0)
+        }
+        var themes: [Theme] = []
+        var warnings: [String] = []
+        for n in names {
+            let (t, w) = ThemeFiles.load(n, directories: dirs)
+            themes.append(t)
+            if n == names[0] { warnings += w }  // warn once, about the theme in use
+        }
+        var state = ExplorerState(resources: resources, themeNames: themes.map(\.name),
+                                  status: warnings.first ?? "Press ? for help.")
+        if !session.hyperparameters.architecture.isEmpty, resources.kvSpectra == nil, warnings.isEmpty {
+            state.status = "weights spectra (no calibration statistics: e_kv shows —). Press ? for help."
+        }
+        let jobs = ExplorerJobs(session: session, calibration: calibration,
+                                evalTextPath: FileManager.default.fileExists(atPath: evalText) ? evalText : nil)
+        let runtime = ExplorerRuntime(state: state, jobs: jobs)
+        if let config {
+            let data = try Data(contentsOf: URL(fileURLWithPath: config))
+            let settings = try runtime.configFormat.decode(data, path: config, state: runtime.state)
+            runtime.send(.configOpened(settings, path: config))
+        }
+        runtime.start()
+        let noColor = !(ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
+        let terminal = try CursesTerminal(theme: themes[0], noColor: noColor)
+        defer { terminal.restore() }
+        if let note = terminal.localeNote { runtime.send(.status(note)) }
+        var signal: Int32 = 0
+        loop(runtime, terminal, themes, &signal)
+        terminal.restore()
+        runtime.runner.cancelAll(wait: 1)
+        if signal != 0 { throw ExitCode(128 + signal) }
+    }
+
+    static func loop(_ runtime: ExplorerRuntime, _ terminal: CursesTerminal, _ themes: [Theme], _ signal: inout Int32) {
+        var lastSize = (width: -1, height: -1)
+        var themeIndex = 0
+        var dirty = true
+        while !runtime.state.finished {
+            if TerminalGuard.pendingSignal != 0 { signal = TerminalGuard.pendingSignal; return }
+            if runtime.pump() { dirty = true }
+            let size = terminal.size
+            if size != lastSize {
+                lastSize = size
+                runtime.send(.resize(width: size.width, height: size.height))
+                dirty = true
+            }
+            if runtime.state.themeIndex != themeIndex, themes.indices.contains(runtime.state.themeIndex) {
+                themeIndex = runtime.state.themeIndex
+                terminal.setTheme(themes[themeIndex])
+                dirty = true
+            }
+            if dirty {
+                terminal.paint(Explorer.view(runtime.state, width: size.width, height: size.height))
+                dirty = false
+            }
+            // Poll faster while jobs run so the progress bar moves.
+            guard let key = terminal.readKey(timeoutMilliseconds: runtime.state.jobs.isEmpty ? 200 : 50) else { continue }
+            dirty = true
+            if let action = KeyMap.action(for: key, in: runtime.state) { runtime.send(action) }
+        }
+    }
+}
