@@ -157,6 +157,15 @@ def bench_gemv():
     return rows
 
 
+def bench_tui():
+    log("explorer: update + render per key at 120x40")
+    t = kvscope_json("bench", "tui", SMOL)
+    return [{
+        "what": f"explorer key → update + render at 120×40 on SmolLM2 ({t['frames']} scripted keys)",
+        "kvscope": f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms, max {t['max_ms']:.2f} ms",
+        "reference": "one frame: 16 ms", "ratio": 16 / t["p99_ms"], "goal": "p99 under 16 ms"}]
+
+
 def bench_scale():
     log("8B-shaped model: open, spectra and peak RSS vs SmolLM2 (about 2 minutes)")
     r = kvscope_json("bench", "scale", "--reference", SMOL)
@@ -230,6 +239,7 @@ def main():
         ("KV compression: spectra", bench_spectra()),
         ("Inference: prefill", bench_prefill()),
         ("Quantization: fused GEMV", bench_gemv()),
+        ("Explorer: frame time", bench_tui()),
         ("Scale: Llama-3-8B shape", bench_scale()),
     ]
     if not QUICK:

@@ -85,18 +85,25 @@ struct BenchScale: ParsableCommand {
     }
 
     /// Runs this executable with `arguments` (stdout discarded) and returns the child's rusage.
+    /// posix_spawn + wait4 directly: Foundation's Process reaps children itself, which loses rusage.
     @discardableResult
     static func runChild(_ arguments: [String], environment: [String: String] = [:]) throws -> rusage {
         let exe = CommandLine.arguments[0]
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe.hasPrefix("/") ? exe : FileManager.default.currentDirectoryPath + "/" + exe)
-        p.arguments = arguments
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, n in n }
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
+        let path = exe.hasPrefix("/") ? exe : FileManager.default.currentDirectoryPath + "/" + exe
+        let env = ProcessInfo.processInfo.environment.merging(environment) { _, n in n }.map { "\($0.key)=\($0.value)" }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard rc == 0 else { throw CommandError("cannot run \(path): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         var usage = rusage()
-        while wait4(p.processIdentifier, &status, 0, &usage) < 0 && errno == EINTR {}
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
         guard status == 0 else { throw CommandError("kvscope \(arguments.joined(separator: " ")) failed (status \(status))") }
         return usage
     }

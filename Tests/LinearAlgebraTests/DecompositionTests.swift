@@ -62,6 +62,18 @@ struct GoldenFile: Decodable {
         #expect(try reconstruct(svd) == a)
     }
 
+    @Test(arguments: [(300, 40), (90, 60), (40, 300)])
+    func everyOrientationAgreesWithTheThinSVD(rows: Int, cols: Int) throws {
+        // Tall (QR first), moderately tall (transposed) and wide inputs take different LAPACK paths.
+        let a = Matrix.gaussian(rows: rows, cols: cols, seed: UInt64(rows + cols))
+        let fast = try singularValues(a), reference = try thinSVD(a).singularValues
+        #expect(fast.count == min(rows, cols))
+        for (x, y) in zip(fast, reference) { #expect(abs(x - y) <= 2e-5 * reference[0]) }
+        var tallNaN = Matrix(rows: 300, cols: 40, repeating: 1)
+        tallNaN[299, 39] = .nan
+        #expect(throws: LinearAlgebraError.nonFiniteInput(operation: "sgesdd")) { try singularValues(tallNaN) }
+    }
+
     @Test func emptyMatrixHasNoSingularValues() throws {
         #expect(try singularValues(Matrix(rows: 0, cols: 5)).isEmpty)
     }
