@@ -27,9 +27,10 @@ public struct MinimalConfigFile: ConfigFileFormat {
         var format = "kvscope-config"
         var version = 1
         var model: Model
-        var kv_cache: KVCache
-        var weights: Weights
-        var metrics: [String: Double]
+        // DESIGN.md §6: each section is optional (at least one is present); `tune` writes one.
+        var kv_cache: KVCache?
+        var weights: Weights?
+        var metrics: [String: Double]?
 
         struct Model: Codable {
             var path: String, architecture: String, n_layers: Int, hidden_size: Int, d_kv: Int, sha256: String?
@@ -107,18 +108,27 @@ public struct MinimalConfigFile: ConfigFileFormat {
             throw ConfigFileError(path: path, message: "model: \(doc.model.n_layers) layers, d_kv \(doc.model.d_kv); this model has \(info.layerCount), \(info.kvSize)")
         }
         var s = state.settings
-        s.window = doc.kv_cache.window
-        s.groupSize = doc.kv_cache.group_size
-        s.contextLength = doc.kv_cache.context_length
-        s.batch = doc.kv_cache.batch ?? 1
+        guard doc.kv_cache != nil || doc.weights != nil else {
+            throw ConfigFileError(path: path, message: "the config has neither a kv_cache nor a weights section")
+        }
+        if let kv = doc.kv_cache { try apply(kv, to: &s, path: path, info: info) }
+        if let weights = doc.weights { try apply(weights, to: &s, path: path, state: state) }
+        return s
+    }
+
+    private func apply(_ kv: Document.KVCache, to s: inout ExplorerSettings, path: String, info: ExplorerModelInfo) throws {
+        s.window = kv.window
+        s.groupSize = kv.group_size
+        s.contextLength = kv.context_length
+        s.batch = kv.batch ?? 1
         guard s.window >= 0, s.contextLength >= 1, s.batch >= 1 else {
             throw ConfigFileError(path: path, message: "kv_cache: window \(s.window), context_length \(s.contextLength), batch \(s.batch)")
         }
         if let g = s.groupSize, g < 1 { throw ConfigFileError(path: path, message: "kv_cache.group_size \(g)") }
-        guard doc.kv_cache.layers.count == info.layerCount else {
-            throw ConfigFileError(path: path, message: "kv_cache.layers has \(doc.kv_cache.layers.count) entries, the model \(info.layerCount) layers")
+        guard kv.layers.count == info.layerCount else {
+            throw ConfigFileError(path: path, message: "kv_cache.layers has \(kv.layers.count) entries, the model \(info.layerCount) layers")
         }
-        for (i, l) in doc.kv_cache.layers.enumerated() {
+        for (i, l) in kv.layers.enumerated() {
             for (name, b) in [("k", l.k), ("v", l.v)] {
                 guard (1...info.kvSize).contains(b.rank), b.bits == 16 || (2...8).contains(b.bits) else {
                     throw ConfigFileError(path: path, message: "kv_cache.layers[\(i)].\(name): rank \(b.rank) (1…\(info.kvSize)), bits \(b.bits) (2…8 or 16)")
@@ -127,8 +137,11 @@ public struct MinimalConfigFile: ConfigFileFormat {
             guard l.layer == i else { throw ConfigFileError(path: path, message: "kv_cache.layers[\(i)].layer is \(l.layer)") }
             s.layers[i] = LayerChoice(k: BranchChoice(rank: l.k.rank, bits: l.k.bits), v: BranchChoice(rank: l.v.rank, bits: l.v.bits))
         }
-        s.weightGroupSize = doc.weights.group_size
-        for (i, w) in doc.weights.layers.enumerated() {
+    }
+
+    private func apply(_ weights: Document.Weights, to s: inout ExplorerSettings, path: String, state: ExplorerState) throws {
+        s.weightGroupSize = weights.group_size
+        for (i, w) in weights.layers.enumerated() {
             guard let t = state.resources.tensors.firstIndex(where: { $0.name == w.tensor }) else {
                 throw ConfigFileError(path: path, message: "weights.layers[\(i)].tensor '\(w.tensor)' is not in the model")
             }
@@ -138,7 +151,6 @@ public struct MinimalConfigFile: ConfigFileFormat {
             s.weights[t].bits = w.bits
             s.outlierFraction = w.outlier_fraction
         }
-        return s
     }
 }
 
