@@ -20,7 +20,7 @@ private var runEndToEnd: Bool { tmuxInstalled && ProcessInfo.processInfo.environ
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         p.arguments = [root.appendingPathComponent("Tests/E2E/tui_tmux.sh").path,
-                       root.appendingPathComponent(".build/debug/kvscope").path]
+                       CLI.binary.path]
         p.currentDirectoryURL = root
         // Output goes to a file, not a pipe: nothing can keep the test waiting for EOF.
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("kvscope-e2e-\(getpid()).log")
@@ -43,7 +43,7 @@ private var runEndToEnd: Bool { tmuxInstalled && ProcessInfo.processInfo.environ
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let p = Process()
-        p.executableURL = root.appendingPathComponent(".build/debug/kvscope")
+        p.executableURL = CLI.binary
         p.currentDirectoryURL = dir
         let err = Pipe()
         p.standardError = err
