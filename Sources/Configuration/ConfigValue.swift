@@ -83,7 +83,7 @@ public indirect enum ConfigValue: Sendable, Equatable {
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .double(let d): out += Self.format(d)
-        case .string(let s): Self.writeString(s, into: &out)
+        case .string(let s): out += JSONEncoding.quoted(s)
         case .array(let a):
             out += "["
             for (i, e) in a.enumerated() {
@@ -95,7 +95,7 @@ public indirect enum ConfigValue: Sendable, Equatable {
             out += "{"
             for (i, m) in members.enumerated() {
                 if i > 0 { out += ", " }
-                Self.writeString(m.key, into: &out)
+                out += JSONEncoding.quoted(m.key)
                 out += ": "
                 m.value.writeCompact(into: &out)
             }
@@ -120,7 +120,7 @@ public indirect enum ConfigValue: Sendable, Equatable {
             out += "{\n"
             for (i, m) in members.enumerated() {
                 out += pad
-                Self.writeString(m.key, into: &out)
+                out += JSONEncoding.quoted(m.key)
                 out += ": "
                 m.value.writeJSON(into: &out, indent: indent + 2)
                 out += i + 1 < members.count ? ",\n" : "\n"
@@ -138,27 +138,6 @@ public indirect enum ConfigValue: Sendable, Equatable {
         var s = "\(d)"
         if !s.contains(".") && !s.contains("e") && !s.contains("E") { s += ".0" }
         return s
-    }
-
-    static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
     }
 
     /// Parses a JSON document.

@@ -1,6 +1,7 @@
 import KVCompression
 import LinearAlgebra
 import Quantization
+import TensorFiles
 
 /// A KV-cache compression choice, as `kvscope eval` takes it (DESIGN.md §5): one rank and bit-width
 /// for every layer, or per-layer K/V ranks and bits (a config's `kv_cache.layers`).
@@ -173,7 +174,7 @@ public struct CompressionSettings: Sendable, Equatable {
                     (kind == .k ? { keys.append($0) } : { values.append($0) })(BranchCompression(basis: nil, quantizer: quantizer))
                     continue
                 }
-                let weight = model.projectionHF(layer: layer, kind: kind)
+                let weight = try model.projectionHF(layer: layer, kind: kind)
                 let stats = calibration?.layers[layer]
                 let projection: ProjectionBasis
                 switch basis {
@@ -209,25 +210,11 @@ public struct CompressionSettings: Sendable, Equatable {
 }
 
 extension LlamaModel {
-    /// W_k or W_v of `layer` as [d_kv, d] in HF row order (a GGUF's adjacent-pair permutation of K undone).
-    public func projectionHF(layer: Int, kind: ProjectionKind) -> Matrix {
+    /// W_k or W_v of `layer` as [d_kv, d] in HF row order (a GGUF's adjacent-pair permutation of K
+    /// undone by the catalog's ``ModelCatalog/undoRoPEPermutation(_:heads:path:name:)``).
+    public func projectionHF(layer: Int, kind: ProjectionKind) throws -> Matrix {
         let l = weights.layers[layer]
         guard kind == .k, configuration.ropeStyle == .adjacentPairs else { return kind == .k ? l.key : l.value }
-        // Stored row 2i+p of a head is HF row p·head_dim/2 + i (the GGUF converter's permutation).
-        let w = l.key, cols = w.cols, hd = configuration.headDimension, half = hd / 2
-        var out = Matrix(rows: w.rows, cols: cols)
-        w.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for h in 0..<configuration.kvHeadCount {
-                    for i in 0..<half {
-                        for p in 0..<2 {
-                            let stored = (h * hd + 2 * i + p) * cols, hf = (h * hd + p * half + i) * cols
-                            for j in 0..<cols { dst[hf + j] = src[stored + j] }
-                        }
-                    }
-                }
-            }
-        }
-        return out
+        return try ModelCatalog.undoRoPEPermutation(l.key, heads: configuration.kvHeadCount, name: "layer \(layer) k")
     }
 }

@@ -277,9 +277,11 @@ struct JSONParser {
     }
 }
 
-/// Encodes strings as JSON string literals (for writers).
-enum JSONEncoding {
-    static func quoted(_ s: String) -> String {
+/// Encodes strings as JSON string literals; every JSON writer in kvscope (safetensors headers,
+/// configs, `--json` output) uses this one escaper.
+public enum JSONEncoding {
+    /// `s` as a JSON string literal, quotes included.
+    public static func quoted(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -1,3 +1,5 @@
+import TensorFiles
+
 /// A JSON value for `--json` output. Documents are built typed (no `Any` casts, which dominated
 /// the cost of `inspect` on a 272-tensor model) and written with keys sorted by Unicode scalars,
 /// numbers in their shortest round-tripping form, on one line.
@@ -25,7 +27,7 @@ enum JSON: Equatable {
         case .int(let i): out += String(i)
         case .double(let d):
             if !d.isFinite { out += "null" } else if d == d.rounded(), abs(d) < 1e15 { out += String(Int64(d)) } else { out += "\(d)" }
-        case .string(let s): JSON.writeString(s, into: &out)
+        case .string(let s): out += JSONEncoding.quoted(s)
         case .array(let a):
             out += "["
             for (i, e) in a.enumerated() {
@@ -37,33 +39,12 @@ enum JSON: Equatable {
             out += "{"
             for (i, key) in d.keys.sorted(by: { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }).enumerated() {
                 if i > 0 { out += "," }
-                JSON.writeString(key, into: &out)
+                out += JSONEncoding.quoted(key)
                 out += ":"
                 d[key]?.write(into: &out)
             }
             out += "}"
         }
-    }
-
-    private static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
     }
 }
 

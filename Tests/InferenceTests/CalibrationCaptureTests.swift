@@ -154,7 +154,7 @@ import Testing
     /// Non-projection factors with A = U_rᵀW, B = U_r reconstruct exactly as the projection route.
     @Test func inputFactorRouteEqualsProjectionForProjectionFactors() throws {
         let (stats, _) = try capture()
-        let w = model.projectionHF(layer: 1, kind: .k)
+        let w = try model.projectionHF(layer: 1, kind: .k)
         let u = ProjectionBasis.canonicalSigns(try ProjectionBasis.activations(keyGram: stats.layers[1].keyGram).u).prefixColumns(4)
         let quantizer = try UniformQuantizer(bits: 4, groupSize: 2)
         let x = stats.layers[1].sampleInputs
