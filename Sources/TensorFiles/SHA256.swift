@@ -66,6 +66,16 @@ public struct SHA256: Sendable {
         }.joined()
     }
 
+    /// The hex digest of raw bytes.
+    public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        var h = SHA256()
+        h.update(bytes)
+        return h.finalizeHex()
+    }
+
+    /// The hex digest of Float values as little-endian float32 bytes (what the golden scripts hash).
+    public static func hex(floats: [Float]) -> String { floats.withUnsafeBytes { hex($0) } }
+
     /// The hex digest of `bytes`.
     public static func hex(_ bytes: [UInt8]) -> String {
         var h = SHA256()

@@ -55,7 +55,7 @@ import LinearAlgebra
             let values = try file.floats(info)
             let first = try #require(g["first_bits"] as? [Int])
             #expect(firstBits(values, first.count) == first, "first values of \(name)")
-            #expect(SHA256Digest.hex(floats: values) == g["sha256"] as? String, "sha256 of \(name)")
+            #expect(SHA256.hex(floats: values) == g["sha256"] as? String, "sha256 of \(name)")
             #expect(weightedChecksum(values) == g["weighted_sum"] as? String, "checksum of \(name)")
             types.insert(info.dtype)
         }

@@ -74,7 +74,7 @@ import Testing
             // Full SHA-256 where a debug build can afford it (SHA-256 runs at a few MB/s unoptimized):
             // every F32 tensor and one Q4_1 matrix; the fixture tests hash every type in full.
             if values.count <= 1024 || name == "blk.0.attn_k.weight" {
-                #expect(SHA256Digest.hex(floats: values) == g["sha256"] as? String, "sha256 of \(name)")
+                #expect(SHA256.hex(floats: values) == g["sha256"] as? String, "sha256 of \(name)")
                 hashed += 1
             }
             checked += 1
