@@ -40,10 +40,12 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing
 test: setup models
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
+	Tests/E2E/run.sh $(KVSCOPE)
 
 test-debug: setup models
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	Tests/E2E/run.sh .build/debug/kvscope
 
 ## bench: measure kvscope against its references and write BENCHMARKS.md
 bench: setup models build
