@@ -88,9 +88,10 @@ var package = Package(
 // libFuzzer targets, declared only for `make fuzz` (KVSCOPE_FUZZ=1) so that plain builds are unaffected:
 // they are built with --sanitize=fuzzer, which supplies main().
 if ProcessInfo.processInfo.environment["KVSCOPE_FUZZ"] != nil {
-    for name in ["GGUF", "SafeTensors", "Npy"] {
+    for (name, module) in [("GGUF", "TensorFiles"), ("SafeTensors", "TensorFiles"), ("Npy", "TensorFiles"),
+                           ("Config", "Configuration")] {
         package.targets.append(.executableTarget(
-            name: "Fuzz\(name)", dependencies: ["TensorFiles"], path: "Fuzz/\(name)",
+            name: "Fuzz\(name)", dependencies: Set([module, "TensorFiles"]).sorted().map { .target(name: $0) }, path: "Fuzz/\(name)",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
     }
 }

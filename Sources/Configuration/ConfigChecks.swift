@@ -110,10 +110,13 @@ extension KVScopeConfig {
                 guard b.rank <= model.dKV else { throw ConfigError(entry: "\(e).\(name).rank", "\(b.rank) exceeds d_kv \(model.dKV)") }
             }
         }
-        let missing = (0..<model.nLayers).filter { seen[$0] == nil }
-        if !missing.isEmpty {
-            let list = missing.prefix(8).map(String.init).joined(separator: ", ") + (missing.count > 8 ? ", …" : "")
-            throw ConfigError(entry: "kv_cache.layers", "missing layer\(missing.count == 1 ? "" : "s") \(list) (\(missing.count) of \(model.nLayers))")
+        // Every seen layer is in range and unique, so the count of missing ones needs no loop over
+        // n_layers (a hostile n_layers of 2^62 must not hang the reader).
+        let missingCount = model.nLayers - seen.count
+        if missingCount > 0 {
+            let missing = Array((0..<model.nLayers).lazy.filter { seen[$0] == nil }.prefix(8))
+            let list = missing.map(String.init).joined(separator: ", ") + (missingCount > 8 ? ", …" : "")
+            throw ConfigError(entry: "kv_cache.layers", "missing layer\(missingCount == 1 ? "" : "s") \(list) (\(missingCount) of \(model.nLayers))")
         }
         let recomputed = try recomputedKVMemory()
         for (key, stored, value) in [("baseline_bytes", kv.memory.baselineBytes, recomputed.baselineBytes),

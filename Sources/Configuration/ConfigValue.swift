@@ -202,7 +202,10 @@ public indirect enum ConfigValue: Sendable, Equatable {
             throw ConfigError(path: path, "bad YAML: " + Self.shortDescription(String(describing: error)))
         }
         guard let node else { throw ConfigError(path: path, "empty YAML document") }
-        return try ConfigValue(yaml: node, path: path, entry: "", depth: 0)
+        // Aliases share nodes, so a small file can expand to billions of values ("billion laughs"):
+        // the tree may hold at most a few values per byte of text.
+        var budget = max(4096, 4 * text.utf8.count)
+        return try ConfigValue(yaml: node, path: path, entry: "", depth: 0, budget: &budget)
     }
 
     /// A YAML error in one line: the problem and where, without the document text Yams appends.
@@ -236,8 +239,10 @@ public indirect enum ConfigValue: Sendable, Equatable {
         return problem + location
     }
 
-    init(yaml node: Node, path: String, entry: String, depth: Int) throws {
+    init(yaml node: Node, path: String, entry: String, depth: Int, budget: inout Int) throws {
         guard depth < 64 else { throw ConfigError(path: path, entry: entry, "nested deeper than 64 levels") }
+        budget -= 1
+        guard budget >= 0 else { throw ConfigError(path: path, entry: entry, "YAML aliases expand to too many values") }
         func location(_ mark: Mark?) -> String { mark.map { " (line \($0.line), column \($0.column))" } ?? "" }
         switch node {
         case .scalar(let scalar):
@@ -256,13 +261,15 @@ public indirect enum ConfigValue: Sendable, Equatable {
                 guard let d = Double(s.replacingOccurrences(of: "_", with: "")) ?? node.float else {
                     throw ConfigError(path: path, entry: entry, "bad number \(s)\(location(scalar.mark))")
                 }
+                // JSON has no infinity or NaN: a YAML config must say what its JSON twin can.
+                guard d.isFinite else { throw ConfigError(path: path, entry: entry, "\(s) is not a finite number\(location(scalar.mark))") }
                 self = .double(d)
             default: self = .string(s)
             }
         case .sequence(let seq):
             var items: [ConfigValue] = []
             for (i, child) in seq.enumerated() {
-                items.append(try ConfigValue(yaml: child, path: path, entry: "\(entry)[\(i)]", depth: depth + 1))
+                items.append(try ConfigValue(yaml: child, path: path, entry: "\(entry)[\(i)]", depth: depth + 1, budget: &budget))
             }
             self = .array(items)
         case .mapping(let map):
@@ -277,7 +284,7 @@ public indirect enum ConfigValue: Sendable, Equatable {
                 guard seen.insert(key).inserted else {
                     throw ConfigError(path: path, entry: child, "duplicate key\(location(keyScalar.mark))")
                 }
-                members.append((key, try ConfigValue(yaml: v, path: path, entry: child, depth: depth + 1)))
+                members.append((key, try ConfigValue(yaml: v, path: path, entry: child, depth: depth + 1, budget: &budget)))
             }
             self = .object(members)
         case .alias:

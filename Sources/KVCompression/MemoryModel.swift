@@ -91,8 +91,9 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
     /// - Throws: ``KVCompressionError/invalidArgument(_:)`` for r > d_kv.
     public func compressedTokenBytes(_ s: BranchSetting) throws -> Double {
         try check(s)
-        let groups = s.rank == 0 || s.bits == 16 ? 0 : (groupSize.map { (s.rank + $0 - 1) / $0 } ?? 1)
-        return Double(s.rank * s.bits) / 8 + Double(groups * metadataBytesPerGroup)  // DESIGN.md §4: r·b/8 + ⌈r/g⌉·m
+        // ⌈r/g⌉ without r + g − 1 (a config may say g = Int.max), and products in Double: r ≤ d_kv may be huge.
+        let groups = s.rank == 0 || s.bits == 16 ? 0 : (groupSize.map { s.rank / $0 + (s.rank % $0 == 0 ? 0 : 1) } ?? 1)
+        return Double(s.rank) * Double(s.bits) / 8 + Double(groups) * Double(metadataBytesPerGroup)  // DESIGN.md §4: r·b/8 + ⌈r/g⌉·m
     }
 
     /// Bytes of K or V of one layer and one sequence at context length L (DESIGN.md §4):
@@ -144,7 +145,7 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
         for s in settings {
             try check(s.k)
             try check(s.v)
-            bits += Double(s.k.rank * s.k.bits + s.v.rank * s.v.bits)
+            bits += Double(s.k.rank) * Double(s.k.bits) + Double(s.v.rank) * Double(s.v.bits)
         }
         return 1 - bits / (Double(settings.count) * 2 * Double(kvSize) * 16)  // DESIGN.md §4: nominal ratio
     }

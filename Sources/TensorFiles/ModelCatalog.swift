@@ -159,7 +159,7 @@ public struct ModelCatalog: Sendable, Equatable {
         hyperparameters = hp
         let ropePermuted = family == .gguf && hp.architecture == "llama"
         var entries: [CatalogEntry] = []
-        entries.reserveCapacity(tensors.count + 2 * hp.nLayers)
+        entries.reserveCapacity(3 * tensors.count)  // a fused q/k/v tensor becomes three entries
         for (t, p) in parsed {
             if let layer = p.layer, layer >= hp.nLayers {
                 throw TensorFileError(path: path, "layer \(layer) is beyond the model's \(hp.nLayers) layers", at: "tensor \(t.name)")

@@ -153,6 +153,11 @@ extension ModelCatalog {
         }
     }
 
+    /// The largest layer count, width, head count or vocabulary a model may declare (2^24): far above
+    /// any real model, and small enough that products of two never overflow and no reservation
+    /// sized by one of them is huge.
+    static let largestHyperparameter = 1 << 24
+
     /// Reads the hyper-parameters for a recognized family.
     static func hyperparameters(family: ModelFamily, metadata md: [String: MetadataValue],
                                 parsed: [(TensorInfo, NameParse)], path: String) throws -> ModelHyperparameters {
@@ -167,13 +172,21 @@ extension ModelCatalog {
         }
         let countedLayers = (parsed.compactMap { $0.1.layer }.max() ?? -1) + 1
         let source = family == .gguf ? "GGUF metadata" : "config.json"
+        func bounded(_ v: Int, _ key: String) throws -> Int {
+            // A hostile count (2^62 layers, heads × head_dim overflowing) must not reach the products
+            // and reservations below (DESIGN.md: sizes from a file never allocate beyond it).
+            guard v <= largestHyperparameter else {
+                throw TensorFileError(path: path, "\(key) \(v) is implausibly large (at most \(largestHyperparameter))", at: source)
+            }
+            return v
+        }
         func required(_ value: Int?, _ key: String) throws -> Int {
             guard let v = value, v > 0 else {
                 throw TensorFileError(path: path, family == .gguf || !md.isEmpty
                                       ? "\(source) has no positive \(key)"
                                       : "no config.json beside the file: \(key) is unknown", at: source)
             }
-            return v
+            return try bounded(v, key)
         }
         let architecture: String
         let nLayers: Int, hidden: Int, nHeads: Int, nKV: Int
@@ -236,6 +249,8 @@ extension ModelCatalog {
             throw TensorFileError(path: path, "unrecognized architecture")
         }
 
+        _ = try bounded(nKV, "n_kv_heads")
+        if let f = ffn { _ = try bounded(f, "feed-forward length") }
         guard nKV > 0, nHeads % nKV == 0 else {
             throw TensorFileError(path: path, "\(nHeads) heads cannot share \(nKV) key/value heads (n_heads must be a multiple of n_kv_heads)",
                                   at: source)

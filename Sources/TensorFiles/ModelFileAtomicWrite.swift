@@ -7,6 +7,10 @@ import Darwin
 /// Writes a file atomically: the bytes go to a temporary file in the destination's directory,
 /// which is flushed and then renamed over the destination. Readers see the old file or the
 /// whole new one, never a partial write.
+///
+/// A failed write (full disk, read-only directory) leaves the destination untouched and removes the
+/// temporary file. A process killed mid-write (SIGKILL, or a signal with its default action) can
+/// leave the temporary file behind: it is named `.NAME.tmp-XXXXXX` next to the destination.
 public final class AtomicFileWriter {
     /// The destination path.
     public let path: String
@@ -22,6 +26,12 @@ public final class AtomicFileWriter {
         self.path = path
         if !overwrite, access(path, F_OK) == 0 {
             throw TensorFileError(path: path, "refusing to overwrite an existing file")
+        }
+        // Renaming over a device, FIFO or directory would replace it (as root even /dev/full): only a
+        // regular file, or nothing, may be at the destination.
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+            throw TensorFileError(path: path, "is not a regular file; not writing to it")
         }
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[...$0]) } ?? ""

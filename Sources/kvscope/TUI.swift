@@ -79,6 +79,7 @@ enum TUIApp {
         let noColor = !(ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
         let terminal = try CursesTerminal(theme: themes[0], noColor: noColor)
         defer { terminal.restore() }
+        DebugCrash.armIfRequested()
         if let note = terminal.localeNote { runtime.send(.status(note)) }
         var signal: Int32 = 0
         loop(runtime, terminal, themes, &signal)
