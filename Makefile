@@ -54,14 +54,14 @@ bench: setup models build
 clean:
 	$(SWIFT) package clean
 
-## fuzz: libFuzzer on the GGUF, safetensors and npy readers, about FUZZ_SECONDS each (seeds: the
-## malformed corpus and the small golden fixtures); crashes land in .fuzz/<target>/
+## fuzz: libFuzzer on the GGUF, safetensors, npy and config readers, about FUZZ_SECONDS each (seeds:
+## the malformed corpus and the small golden fixtures); crashes land in .fuzz/<target>/.
+## (`swift build` with several --product flags builds only the last, so each target is built alone.)
 FUZZ_SECONDS ?= 60
 fuzz: setup
-	KVSCOPE_FUZZ=1 $(SWIFT) build --sanitize=fuzzer --scratch-path .build-fuzz \
-		--product FuzzGGUF --product FuzzSafeTensors --product FuzzNpy
-	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy; do \
+	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy Config:config; do \
 		name=$${t%%:*}; dir=$${t##*:}; work=.fuzz/$$name; mkdir -p $$work/corpus; \
+		KVSCOPE_FUZZ=1 $(SWIFT) build --sanitize=fuzzer --scratch-path .build-fuzz --product Fuzz$$name; \
 		cp -n Tests/Corpus/$$dir/* $$work/corpus/ 2>/dev/null || true; \
 		find Tests/Golden/$$dir -type f -size -512k ! -name '*.json' -exec cp -n {} $$work/corpus/ \; 2>/dev/null || true; \
 		echo "fuzz: Fuzz$$name for $(FUZZ_SECONDS) s"; \
