@@ -9,8 +9,9 @@ import Darwin
 /// whole new one, never a partial write.
 ///
 /// A failed write (full disk, read-only directory) leaves the destination untouched and removes the
-/// temporary file. A process killed mid-write (SIGKILL, or a signal with its default action) can
-/// leave the temporary file behind: it is named `.NAME.tmp-XXXXXX` next to the destination.
+/// temporary file, and so does SIGINT, SIGTERM or SIGHUP mid-write (see `TemporaryFileRegistry`).
+/// Only SIGKILL (or a signal the program handles itself) can leave the temporary file behind: it is
+/// named `.NAME.tmp-XXXXXX` next to the destination.
 public final class AtomicFileWriter {
     /// The destination path.
     public let path: String
@@ -43,10 +44,12 @@ public final class AtomicFileWriter {
         }
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        self.registration = TemporaryFileRegistry.register(temporaryPath)
         self.overwrite = overwrite
         _ = fchmod(fd, 0o644)
     }
     private let overwrite: Bool
+    private var registration: Int?
 
     /// Appends bytes.
     /// - Throws: ``TensorFileError`` on a write error (e.g. a full disk).
@@ -73,7 +76,10 @@ public final class AtomicFileWriter {
     public func commit() throws {
         guard !done else { throw TensorFileError(path: path, "already committed") }
         done = true
-        defer { unlink(temporaryPath) }
+        defer {
+            unlink(temporaryPath)
+            TemporaryFileRegistry.unregister(registration)
+        }
         guard fsync(fd) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
@@ -97,6 +103,7 @@ public final class AtomicFileWriter {
         if !done {
             close(fd)
             unlink(temporaryPath)
+            TemporaryFileRegistry.unregister(registration)
         }
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # No file lost, end to end: `kvscope export` (factors safetensors and Palu ranks) into a full 64 KiB
 # tmpfs and a read-only one keeps the existing file byte for byte, prints one `kvscope: error:` line
-# and exits non-zero, leaving no temporary file; an export killed mid-write (SIGINT, SIGKILL) leaves
-# the old file or the whole new one, and at most a temporary file named .NAME.tmp-XXXXXX.
-# Needs root for mount (skips with exit 0 otherwise). Not yet run by run.sh (rename to *_e2e.sh once seen passing). Usage: Tests/E2E/no_file_lost_check.sh path/to/kvscope
+# and exits non-zero, leaving no temporary file; an export interrupted by SIGINT or SIGTERM leaves
+# the old file or the whole new one and no temporary file; after SIGKILL (which cannot be caught) at
+# most a temporary file named .NAME.tmp-XXXXXX may remain.
+# Needs root for mount (skips with exit 0 otherwise). Usage: Tests/E2E/no_file_lost_e2e.sh path/to/kvscope
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 ARG="${1:-$ROOT/.build/debug/kvscope}"
@@ -77,7 +78,7 @@ OUT="$WORK/out"; mkdir -p "$OUT"
 "$BIN" export "$WORK/cfg.json" --factors "$OUT/new.safetensors" >/dev/null 2>&1 || fail "a plain export failed"
 NEW_SHA="$(sha256sum < "$OUT/new.safetensors")"
 killed=0
-for sig in INT KILL; do
+for sig in INT TERM KILL; do
   for delay in 0.2 1 3; do
     echo "$OLD" > "$OUT/f.safetensors"
     "$BIN" export "$WORK/cfg.json" --factors "$OUT/f.safetensors" --force >/dev/null 2>&1 &
@@ -86,13 +87,40 @@ for sig in INT KILL; do
     kill -"$sig" "$pid" 2>/dev/null && killed=$((killed + 1))
     wait "$pid" 2>/dev/null || true
     sha="$(sha256sum < "$OUT/f.safetensors")"
-    if [ "$(cat "$OUT/f.safetensors" 2>/dev/null | head -c 100)" != "$OLD" ] && [ "$sha" != "$NEW_SHA" ]; then
+    if [ "$(head -c 100 "$OUT/f.safetensors" 2>/dev/null | tr -d '\0')" != "$OLD" ] && [ "$sha" != "$NEW_SHA" ]; then
       fail "SIG$sig after ${delay}s: a partial file"
     fi
-    others="$(ls -A "$OUT" | grep -v -x -e new.safetensors -e f.safetensors | grep -v -E '^\.f\.safetensors\.tmp-[A-Za-z0-9]{6}$' || true)"
+    others="$(ls -A "$OUT" | grep -v -x -e new.safetensors -e f.safetensors || true)"
+    # Only SIGKILL may leave the writer's temporary file.
+    [ "$sig" = KILL ] && others="$(echo "$others" | grep -v -E '^\.f\.safetensors\.tmp-[A-Za-z0-9]{6}$' || true)"
     [ -z "$others" ] || fail "SIG$sig after ${delay}s: unexpected files $others"
     rm -f "$OUT"/.f.safetensors.tmp-*
   done
 done
-echo "ok: interrupted exports ($killed killed mid-run of 6): old or new file, only .NAME.tmp-XXXXXX strays"
+echo "ok: interrupted exports ($killed killed mid-run of 9): old or new file; no stray file after SIGINT/SIGTERM"
+# 4. SIGINT exactly while the temporary file exists (polled): the handler removes it.
+python3 - "$BIN" "$WORK/cfg.json" "$OUT" "$OLD" <<'PY' || fail "SIGINT during the write"
+import glob, os, signal, subprocess, sys, time
+binary, cfg, out, old = sys.argv[1:5]
+dest = os.path.join(out, "g.safetensors")
+caught = 0
+for _ in range(3):
+    with open(dest, "w") as f:
+        f.write(old + "\n")
+    p = subprocess.Popen([binary, "export", cfg, "--factors", dest, "--force"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while p.poll() is None:
+        if glob.glob(os.path.join(out, ".g.safetensors.tmp-*")):
+            p.send_signal(signal.SIGINT)
+            caught += 1
+            break
+        time.sleep(0.0005)
+    p.wait()
+    strays = glob.glob(os.path.join(out, ".g.safetensors.tmp-*"))
+    if strays:
+        sys.exit(f"stray temporary file after SIGINT: {strays}")
+    if open(dest, "rb").read(len(old)) != old.encode() and p.returncode == -signal.SIGINT:
+        sys.exit("the old file was replaced by an interrupted export")
+print(f"ok: SIGINT while the temporary file existed ({caught} of 3 caught mid-write): no stray file, old file kept")
+PY
 echo "PASS: no file lost ($SECONDS s)"
