@@ -79,7 +79,8 @@ var package = Package(
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.
-        .testTarget(name: "KVScopeCLITests", dependencies: ["kvscope"]),
+        // Also drives the explorer's config export in-process (ExplorerCore) and reads configs (Configuration).
+        .testTarget(name: "KVScopeCLITests", dependencies: ["kvscope", "ExplorerCore", "Configuration"]),
         .testTarget(name: "ConfigurationTests",
                     dependencies: ["Configuration", "KVCompression", "Quantization", "TensorFiles", "LinearAlgebra"]),
     ],
