@@ -20,10 +20,16 @@ public struct MatrixShape: Sendable, Hashable {
     public var count: Int { rows * cols }
 }
 
-/// What a config is checked against: a model's hyper-parameters and its layer weight matrices.
+/// What a config is checked against: a model's sizes and its layer weight matrices.
 public struct ModelDescription: Sendable {
-    /// Architecture, layers, hidden size, d_kv.
-    public var hyperparameters: ModelHyperparameters
+    /// The architecture name (GGUF `general.architecture` or the HF `model_type`).
+    public var architecture: String
+    /// Number of transformer layers.
+    public var nLayers: Int
+    /// d, the hidden size.
+    public var hiddenSize: Int
+    /// d_kv = n_kv_heads × head_dim.
+    public var dKV: Int
     /// Shapes ([out, in]) of the plannable weight matrices (q, k, v, o, gate, up, down of every
     /// layer, whole tensors only), by their name in the file.
     public var matrices: [String: MatrixShape]
@@ -31,10 +37,18 @@ public struct ModelDescription: Sendable {
     public var matrixNames: [String]
 
     /// A description from parts.
-    public init(hyperparameters: ModelHyperparameters, matrices: [(name: String, shape: MatrixShape)]) {
-        self.hyperparameters = hyperparameters
+    public init(architecture: String, nLayers: Int, hiddenSize: Int, dKV: Int, matrices: [(name: String, shape: MatrixShape)]) {
+        self.architecture = architecture
+        self.nLayers = nLayers
+        self.hiddenSize = hiddenSize
+        self.dKV = dKV
         self.matrices = Dictionary(matrices.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         self.matrixNames = matrices.map(\.name)
+    }
+
+    /// A description from a model's hyper-parameters and matrices.
+    public init(hyperparameters hp: ModelHyperparameters, matrices: [(name: String, shape: MatrixShape)]) {
+        self.init(architecture: hp.architecture, nLayers: hp.nLayers, hiddenSize: hp.hiddenSize, dKV: hp.kvDim, matrices: matrices)
     }
 
     /// The roles a weight plan covers.
@@ -174,12 +188,12 @@ extension KVScopeConfig {
     /// The file hash is checked separately (``checkModelHash(_:allowMismatch:)``): it needs the file.
     /// - Throws: ``ConfigError`` naming the entry.
     public func validate(against description: ModelDescription) throws {
-        let hp = description.hyperparameters
-        guard model.architecture == hp.architecture else {
-            throw ConfigError(entry: "model.architecture", "config says \(model.architecture), the model is \(hp.architecture)")
+        let d = description
+        guard model.architecture == d.architecture else {
+            throw ConfigError(entry: "model.architecture", "config says \(model.architecture), the model is \(d.architecture)")
         }
-        for (key, stored, actual) in [("n_layers", model.nLayers, hp.nLayers), ("hidden_size", model.hiddenSize, hp.hiddenSize),
-                                      ("d_kv", model.dKV, hp.kvDim)] where stored != actual {
+        for (key, stored, actual) in [("n_layers", model.nLayers, d.nLayers), ("hidden_size", model.hiddenSize, d.hiddenSize),
+                                      ("d_kv", model.dKV, d.dKV)] where stored != actual {
             throw ConfigError(entry: "model.\(key)", "config says \(stored), the model has \(actual)")
         }
         if let w = weights {

@@ -26,11 +26,10 @@ extension KVScopeConfig {
                 ("group_size", kv.groupSize.map(ConfigValue.int) ?? .null),
                 ("context_length", .int(kv.contextLength)),
             ]
-            if let c = kv.calibration {
-                section.append(("calibration", .object([
-                    ("text", .string(c.text)), ("sha256", .string(c.sha256)), ("n_tokens", .int(c.nTokens)),
-                ])))
-            }
+            // DESIGN.md §6 lists every key; a plan without calibration text (the `weights` basis) says so with null.
+            section.append(("calibration", kv.calibration.map { c in
+                .object([("text", .string(c.text)), ("sha256", .string(c.sha256)), ("n_tokens", .int(c.nTokens))])
+            } ?? .null))
             section.append(("layers", .array(kv.layers.map { l in
                 .object([
                     ("layer", .int(l.layer)),

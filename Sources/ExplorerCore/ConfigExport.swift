@@ -1,164 +1,229 @@
+import Configuration
 import Foundation
+import Inference
 import KVCompression
 import TensorFiles
 
-/// Writes and reads explorer settings as a config file. The explorer only talks to this protocol,
-/// so the shared config module (KVScopeConfig) can replace ``MinimalConfigFile`` at merge time.
-public protocol ConfigFileFormat: Sendable {
-    /// The file's bytes for `settings` of the model in `state`.
-    func encode(_ settings: ExplorerSettings, state: ExplorerState) throws -> Data
-    /// Settings read from `data`, checked against the model in `state`.
-    func decode(_ data: Data, path: String, state: ExplorerState) throws -> ExplorerSettings
+/// What a config records about the explorer's model and calibration text, fixed for a session:
+/// the `model` section and the `kv_cache.calibration` entry of every file the explorer saves.
+public struct ExplorerConfigIdentity: Sendable, Equatable {
+    /// The model the settings apply to: for a sample bundle, the full model it was extracted from.
+    public var model: ModelReference
+    /// The calibration text behind the kv spectra and the `activations` basis, when known.
+    public var calibration: CalibrationReference?
+
+    /// An identity from parts.
+    public init(model: ModelReference, calibration: CalibrationReference?) {
+        self.model = model
+        self.calibration = calibration
+    }
+
+    /// The identity of `session`. A model file is hashed through ``Configuration/ModelHashCache``
+    /// (once per file version); a bundle records its source model from `bundle.json` (the full
+    /// model's path when present, else the path the manifest names) without hashing anything.
+    /// - Parameters:
+    ///   - calibration: the statistics the explorer uses; the text is looked up by its hash among
+    ///     the usual places (Samples/calibration.txt, the bundle's parent directory).
+    ///   - environment: where the hash cache lives.
+    /// - Throws: ``TensorFiles/TensorFileError`` when the model file cannot be read.
+    public init(session: ModelSession, calibration: CalibrationStatistics?,
+                environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let hp = session.hyperparameters
+        let path: String, sha256: String
+        if let bundle = session.bundle {
+            path = session.fullModelPath ?? bundle.model.path
+            sha256 = bundle.model.sha256
+        } else {
+            path = session.path
+            sha256 = try ModelHashCache.sha256(ofFile: session.path, environment: environment)
+        }
+        model = ModelReference(path: path, architecture: hp.architecture, nLayers: hp.nLayers,
+                               hiddenSize: hp.hiddenSize, dKV: hp.kvDim, sha256: sha256)
+        self.calibration = calibration.map { Self.calibrationReference($0, session: session) }
+    }
+
+    /// The reference of calibration statistics: the text found by its SHA-256 next to the model
+    /// or bundle, else the bundle's text name (hash and token count are always the statistics' own).
+    static func calibrationReference(_ statistics: CalibrationStatistics, session: ModelSession) -> CalibrationReference {
+        var candidates = ["Samples/calibration.txt"]
+        if let dir = session.bundleDirectory, let bundle = session.bundle {
+            let parent = URL(fileURLWithPath: dir).standardizedFileURL.deletingLastPathComponent()
+            candidates.append(parent.appendingPathComponent(bundle.text.name).path)
+            candidates.append(URL(fileURLWithPath: dir).appendingPathComponent(bundle.text.name).path)
+        }
+        let found = candidates.first { path in
+            guard let data = FileManager.default.contents(atPath: path) else { return false }
+            return SHA256.hex(Array(data)) == statistics.textSHA256
+        }
+        return CalibrationReference(text: found ?? session.bundle?.text.name ?? "calibration.txt",
+                                    sha256: statistics.textSHA256, nTokens: statistics.tokenCount)
+    }
 }
 
-/// An error reading a config: the file and exactly which entry is wrong.
+/// The explorer's settings as schema-v1 config files (DESIGN.md §6, ``Configuration/KVScopeConfig``):
+/// the same files `kvscope tune` writes and `kvscope eval --config` and `kvscope export` read.
+///
+/// ``config(for:state:identity:)`` and ``settings(from:state:identity:)`` are pure; ``write(_:state:identity:to:overwrite:)``
+/// and ``read(path:state:identity:)`` add the file (atomic write, JSON or YAML by the name).
+public enum ExplorerConfigFile {
+    /// The config of `settings`: the model identity, the KV plan (every layer's K/V rank and bits,
+    /// window, group, context length, memory at batch 1) and, when any matrix is below 16 bits,
+    /// the weight plan of every listed matrix; perplexities measured at these settings go in `metrics`.
+    /// - Throws: ``Configuration/ConfigError`` naming the entry when a setting is out of range or
+    ///   the `activations` basis has no known calibration text.
+    public static func config(for settings: ExplorerSettings, state: ExplorerState,
+                              identity: ExplorerConfigIdentity) throws -> KVScopeConfig {
+        var layers: [KVLayerEntry] = []
+        for (i, l) in settings.layers.enumerated() {
+            func branch(_ kind: ProjectionKind, _ c: BranchChoice) throws -> BranchSetting {
+                do {
+                    return try BranchSetting(rank: c.rank, bits: c.bits)
+                } catch {
+                    throw ConfigError(entry: "kv_cache.layers[\(i)].\(kind.rawValue)", "\(error)")
+                }
+            }
+            layers.append(KVLayerEntry(layer: i, k: try branch(.k, l.k), v: try branch(.v, l.v)))
+        }
+        let basis = state.resources.errorModel?.basisKind ?? .weights
+        let placeholder = KVMemory(baselineBytes: 0, compressedBytes: 0, ratio: 0, nominalRatio: 0)
+        var config = KVScopeConfig(
+            model: identity.model,
+            kvCache: KVCacheSection(basis: basis, window: settings.window, groupSize: settings.groupSize,
+                                    contextLength: settings.contextLength,
+                                    calibration: identity.calibration,
+                                    layers: layers, memory: placeholder))
+        if basis != .weights, identity.calibration == nil {
+            throw ConfigError(entry: "kv_cache.calibration", "unknown: the \(basis.rawValue) basis was built from calibration statistics whose text is not known")
+        }
+        let kvMemory = try config.recomputedKVMemory()
+        config.kvCache?.memory = kvMemory
+        if settings.weights.contains(where: { $0.bits != 16 }) {
+            guard settings.weights.count == state.resources.tensors.count else {
+                throw ConfigError(entry: "weights.layers", "\(settings.weights.count) choices for \(state.resources.tensors.count) matrices")
+            }
+            let entries = zip(state.resources.tensors, settings.weights).map {
+                WeightLayerEntry(tensor: $0.name, bits: $1.bits, outlierFraction: settings.outlierFraction)
+            }
+            config.weights = WeightsSection(groupSize: settings.weightGroupSize, layers: entries,
+                                            memory: WeightMemory(baselineBytes: 0, compressedBytes: 0, bitsPerWeight: 0, ratio: 0))
+            let weightMemory = try config.recomputedWeightMemory(description(state))
+            config.weights?.memory = weightMemory
+        }
+        var metrics: [(key: String, value: ConfigValue)] = []
+        if let p = state.perplexity, p.settings == settings {
+            metrics = [("perplexity", .double(p.compressed)), ("baseline_perplexity", .double(p.baseline)),
+                       ("eval_tokens", .int(p.tokens))]
+        }
+        config.metrics = .object(metrics)
+        try config.checked()
+        return config
+    }
+
+    /// The settings a config sets, starting from the current ones: a `kv_cache` section replaces
+    /// every layer's K/V rank and bits, the window, group and context length; a `weights` section
+    /// replaces every matrix's bits (matrices it does not list become fp16), the group and the
+    /// outlier fraction. A missing section leaves that part unchanged. The batch is not part of a config.
+    /// - Returns: the settings, and notes for the status line (a different model file, basis or
+    ///   calibration text; per-matrix outlier fractions the explorer cannot show).
+    /// - Throws: ``Configuration/ConfigError`` naming the exact entry that does not fit this model.
+    public static func settings(from config: KVScopeConfig, state: ExplorerState,
+                                identity: ExplorerConfigIdentity) throws -> (settings: ExplorerSettings, notes: [String]) {
+        let info = state.resources.info
+        for (key, stored, actual) in [("n_layers", config.model.nLayers, info.layerCount),
+                                      ("hidden_size", config.model.hiddenSize, info.hiddenSize),
+                                      ("d_kv", config.model.dKV, info.kvSize)] where stored != actual {
+            throw ConfigError(entry: "model.\(key)", "config says \(stored), the model has \(actual)")
+        }
+        guard config.model.architecture == info.architecture else {
+            throw ConfigError(entry: "model.architecture", "config says \(config.model.architecture), the model is \(info.architecture)")
+        }
+        var notes: [String] = []
+        if config.model.sha256 != identity.model.sha256 { notes.append("made for another model file (model.sha256 differs)") }
+        var s = state.settings
+        if let kv = config.kvCache {
+            s.window = kv.window
+            s.groupSize = kv.groupSize
+            s.contextLength = kv.contextLength
+            // load() checked the layers: each of 0…n_layers−1 exactly once, ranks within 1…d_kv.
+            for l in kv.layers where s.layers.indices.contains(l.layer) {
+                s.layers[l.layer] = LayerChoice(k: BranchChoice(rank: l.k.rank, bits: l.k.bits),
+                                                v: BranchChoice(rank: l.v.rank, bits: l.v.bits))
+            }
+            let basis = state.resources.errorModel?.basisKind ?? .weights
+            if kv.basis != basis { notes.append("kv_cache.basis is \(kv.basis.rawValue), errors shown are of the \(basis.rawValue) basis") }
+            if let c = kv.calibration, let mine = identity.calibration, c.sha256 != mine.sha256 {
+                notes.append("calibrated on another text (\(c.text))")
+            }
+        }
+        if let w = config.weights {
+            try config.validate(against: description(state))
+            let index = Dictionary(state.resources.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+            s.weights = Array(repeating: WeightChoice(bits: 16), count: state.resources.tensors.count)
+            var fractions: [Double: Int] = [:]
+            for l in w.layers {
+                guard let i = index[l.tensor] else { continue }  // validate() named any unknown tensor
+                s.weights[i].bits = l.bits
+                if l.bits != 16 { fractions[l.outlierFraction, default: 0] += 1 }
+            }
+            s.weightGroupSize = w.groupSize
+            let common = fractions.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }
+            s.outlierFraction = common?.key ?? w.layers.first?.outlierFraction ?? s.outlierFraction
+            if fractions.count > 1 {
+                let others = fractions.filter { $0.key != s.outlierFraction }.values.reduce(0, +)
+                notes.append(String(format: "%d matrices plan another outlier fraction; the explorer uses %g for all", others, s.outlierFraction))
+            }
+        }
+        return (s, notes)
+    }
+
+    /// What a weight plan is checked against: the explorer's model and its listed matrices.
+    static func description(_ state: ExplorerState) -> ModelDescription {
+        let info = state.resources.info
+        return ModelDescription(architecture: info.architecture, nLayers: info.layerCount, hiddenSize: info.hiddenSize,
+                                dKV: info.kvSize, matrices: state.resources.tensors.map {
+                                    (name: $0.name, shape: MatrixShape(rows: $0.rows, cols: $0.cols))
+                                })
+    }
+
+    /// Writes the config of `settings` to `path` atomically (temporary file + rename), JSON, or
+    /// YAML for `.yaml`/`.yml`. A failed write leaves any existing file as it was.
+    /// - Parameter overwrite: replace an existing file; without it an existing file is an error.
+    /// - Throws: ``Configuration/ConfigError`` (invalid settings, existing file) or
+    ///   ``TensorFiles/TensorFileError`` (I/O) naming the file.
+    public static func write(_ settings: ExplorerSettings, state: ExplorerState, identity: ExplorerConfigIdentity,
+                             to path: String, overwrite: Bool) throws {
+        try config(for: settings, state: state, identity: identity).write(to: path, force: overwrite)
+    }
+
+    /// Reads a config file (JSON, or YAML for `.yaml`/`.yml`), checks every entry and returns the
+    /// settings it sets (``settings(from:state:identity:)``).
+    /// - Throws: ``Configuration/ConfigError`` as `FILE: ENTRY: MESSAGE`.
+    public static func read(path: String, state: ExplorerState,
+                            identity: ExplorerConfigIdentity) throws -> (settings: ExplorerSettings, notes: [String]) {
+        let config = try KVScopeConfig.load(path: path)
+        do {
+            return try settings(from: config, state: state, identity: identity)
+        } catch let error as ConfigError {
+            throw ConfigError(path: path, entry: error.entry, error.message)
+        }
+    }
+
+    /// An error as one status line (file errors and YAML positions included, line breaks removed).
+    public static func statusLine(_ error: Error) -> String {
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}
+
+/// An error of the explorer's own files (the evaluation text): the file and what is wrong.
 public struct ConfigFileError: Error, CustomStringConvertible, Sendable {
     public let path: String
     public let message: String
+
+    /// An error about `path`.
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+
     public var description: String { "\(path): \(message)" }
-}
-
-/// A minimal writer and reader of the DESIGN.md §6 JSON config (`"format": "kvscope-config"`, version 1).
-public struct MinimalConfigFile: ConfigFileFormat {
-    /// A config file format.
-    public init() {}
-
-    struct Document: Codable {
-        var format = "kvscope-config"
-        var version = 1
-        var model: Model
-        // DESIGN.md §6: each section is optional (at least one is present); `tune` writes one.
-        var kv_cache: KVCache?
-        var weights: Weights?
-        var metrics: [String: Double]?
-
-        struct Model: Codable {
-            var path: String, architecture: String, n_layers: Int, hidden_size: Int, d_kv: Int, sha256: String?
-        }
-        struct Branch: Codable { var rank: Int, bits: Int }
-        struct Layer: Codable { var layer: Int, k: Branch, v: Branch }
-        struct Memory: Codable {
-            var baseline_bytes: Double, compressed_bytes: Double, ratio: Double?, nominal_ratio: Double?
-        }
-        struct KVCache: Codable {
-            var basis: String, window: Int, group_size: Int?, context_length: Int, batch: Int?
-            var layers: [Layer]
-            var memory: Memory?
-        }
-        struct WeightLayer: Codable { var tensor: String, bits: Int, outlier_fraction: Double }
-        struct Weights: Codable {
-            var group_size: Int?
-            var layers: [WeightLayer]
-            var memory: Memory?
-        }
-    }
-
-    public func encode(_ settings: ExplorerSettings, state: ExplorerState) throws -> Data {
-        var s = state
-        s.settings = settings
-        let info = state.resources.info
-        let memory = ExplorerMetrics.kvMemory(s)
-        let weightTotals = ExplorerMetrics.weightTotals(s)
-        var metrics: [String: Double] = [:]
-        if let p = state.perplexity, p.settings == settings {
-            metrics["perplexity"] = p.compressed
-            metrics["baseline_perplexity"] = p.baseline
-        }
-        let doc = Document(
-            model: .init(path: info.path, architecture: info.architecture, n_layers: info.layerCount,
-                         hidden_size: info.hiddenSize, d_kv: info.kvSize, sha256: nil),
-            kv_cache: .init(
-                basis: state.resources.errorModel?.basisKind.rawValue ?? BasisKind.weights.rawValue,
-                window: settings.window, group_size: settings.groupSize, context_length: settings.contextLength,
-                batch: settings.batch,
-                layers: settings.layers.enumerated().map {
-                    .init(layer: $0.offset, k: .init(rank: $0.element.k.rank, bits: $0.element.k.bits),
-                          v: .init(rank: $0.element.v.rank, bits: $0.element.v.bits))
-                },
-                memory: memory.map { .init(baseline_bytes: $0.baselineBytes, compressed_bytes: $0.totalBytes,
-                                           ratio: $0.effectiveRatio, nominal_ratio: $0.nominalRatio) }),
-            weights: .init(
-                group_size: settings.weightGroupSize,
-                layers: zip(state.resources.tensors, settings.weights).map {
-                    .init(tensor: $0.name, bits: $1.bits, outlier_fraction: settings.outlierFraction)
-                },
-                memory: .init(baseline_bytes: weightTotals.fp16Bytes, compressed_bytes: weightTotals.bytes,
-                              ratio: weightTotals.fp16Bytes > 0 ? 1 - weightTotals.bytes / weightTotals.fp16Bytes : nil,
-                              nominal_ratio: nil)),
-            metrics: metrics)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var data = try encoder.encode(doc)
-        data.append(0x0A)
-        return data
-    }
-
-    public func decode(_ data: Data, path: String, state: ExplorerState) throws -> ExplorerSettings {
-        let doc: Document
-        do {
-            doc = try JSONDecoder().decode(Document.self, from: data)
-        } catch {
-            throw ConfigFileError(path: path, message: "not a kvscope config: \(error)")
-        }
-        let info = state.resources.info
-        guard doc.format == "kvscope-config", doc.version == 1 else {
-            throw ConfigFileError(path: path, message: "format \(doc.format) version \(doc.version), expected kvscope-config 1")
-        }
-        guard doc.model.n_layers == info.layerCount, doc.model.d_kv == info.kvSize else {
-            throw ConfigFileError(path: path, message: "model: \(doc.model.n_layers) layers, d_kv \(doc.model.d_kv); this model has \(info.layerCount), \(info.kvSize)")
-        }
-        var s = state.settings
-        guard doc.kv_cache != nil || doc.weights != nil else {
-            throw ConfigFileError(path: path, message: "the config has neither a kv_cache nor a weights section")
-        }
-        if let kv = doc.kv_cache { try apply(kv, to: &s, path: path, info: info) }
-        if let weights = doc.weights { try apply(weights, to: &s, path: path, state: state) }
-        return s
-    }
-
-    private func apply(_ kv: Document.KVCache, to s: inout ExplorerSettings, path: String, info: ExplorerModelInfo) throws {
-        s.window = kv.window
-        s.groupSize = kv.group_size
-        s.contextLength = kv.context_length
-        s.batch = kv.batch ?? 1
-        guard s.window >= 0, s.contextLength >= 1, s.batch >= 1 else {
-            throw ConfigFileError(path: path, message: "kv_cache: window \(s.window), context_length \(s.contextLength), batch \(s.batch)")
-        }
-        if let g = s.groupSize, g < 1 { throw ConfigFileError(path: path, message: "kv_cache.group_size \(g)") }
-        guard kv.layers.count == info.layerCount else {
-            throw ConfigFileError(path: path, message: "kv_cache.layers has \(kv.layers.count) entries, the model \(info.layerCount) layers")
-        }
-        for (i, l) in kv.layers.enumerated() {
-            for (name, b) in [("k", l.k), ("v", l.v)] {
-                guard (1...info.kvSize).contains(b.rank), b.bits == 16 || (2...8).contains(b.bits) else {
-                    throw ConfigFileError(path: path, message: "kv_cache.layers[\(i)].\(name): rank \(b.rank) (1…\(info.kvSize)), bits \(b.bits) (2…8 or 16)")
-                }
-            }
-            guard l.layer == i else { throw ConfigFileError(path: path, message: "kv_cache.layers[\(i)].layer is \(l.layer)") }
-            s.layers[i] = LayerChoice(k: BranchChoice(rank: l.k.rank, bits: l.k.bits), v: BranchChoice(rank: l.v.rank, bits: l.v.bits))
-        }
-    }
-
-    private func apply(_ weights: Document.Weights, to s: inout ExplorerSettings, path: String, state: ExplorerState) throws {
-        s.weightGroupSize = weights.group_size
-        for (i, w) in weights.layers.enumerated() {
-            guard let t = state.resources.tensors.firstIndex(where: { $0.name == w.tensor }) else {
-                throw ConfigFileError(path: path, message: "weights.layers[\(i)].tensor '\(w.tensor)' is not in the model")
-            }
-            guard w.bits == 16 || (2...8).contains(w.bits) else {
-                throw ConfigFileError(path: path, message: "weights.layers[\(i)].bits \(w.bits)")
-            }
-            s.weights[t].bits = w.bits
-            s.outlierFraction = w.outlier_fraction
-        }
-    }
-}
-
-/// Writes `data` to `path` atomically (temporary file + rename); refuses to replace an existing
-/// file unless `overwrite`.
-/// - Throws: ``TensorFileError`` naming the file.
-public func writeFileAtomically(_ data: Data, to path: String, overwrite: Bool) throws {
-    let writer = try AtomicFileWriter(path: path, overwrite: overwrite)
-    try writer.write([UInt8](data))
-    try writer.commit()
 }

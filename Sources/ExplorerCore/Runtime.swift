@@ -10,14 +10,30 @@ public final class ExplorerRuntime {
     public let runner = JobRunner()
     /// The job bodies, when jobs can run (nil in tests that only drive the pure path).
     public let jobs: ExplorerJobs?
-    /// The config writer and reader.
-    public let configFormat: any ConfigFileFormat
+    /// The model and calibration identity configs record: given, or made on the first export/open
+    /// from the jobs' session (else the model at the state's path); see ``ExplorerConfigIdentity``.
+    public private(set) var configIdentity: ExplorerConfigIdentity?
 
     /// A runtime over `state`.
-    public init(state: ExplorerState, jobs: ExplorerJobs?, configFormat: any ConfigFileFormat = MinimalConfigFile()) {
+    public init(state: ExplorerState, jobs: ExplorerJobs?, configIdentity: ExplorerConfigIdentity? = nil) {
         self.state = state
         self.jobs = jobs
-        self.configFormat = configFormat
+        self.configIdentity = configIdentity
+    }
+
+    /// The identity configs record (hashes a model file once, through the on-disk hash cache).
+    public func identity() throws -> ExplorerConfigIdentity {
+        if let configIdentity { return configIdentity }
+        let session = try jobs?.session ?? ModelSession(path: state.resources.info.path)
+        let made = try ExplorerConfigIdentity(session: session, calibration: jobs?.calibration)
+        configIdentity = made
+        return made
+    }
+
+    /// Reads a config file into settings for this model (``ExplorerConfigFile/read(path:state:identity:)``).
+    /// - Throws: ``Configuration/ConfigError`` naming the file and the exact entry.
+    public func readConfig(path: String) throws -> (settings: ExplorerSettings, notes: [String]) {
+        try ExplorerConfigFile.read(path: path, state: state, identity: try identity())
     }
 
     /// Applies `action` and performs its effects.
@@ -57,20 +73,18 @@ public final class ExplorerRuntime {
                 return
             }
             do {
-                let data = try configFormat.encode(settings, state: state)
-                try writeFileAtomically(data, to: path, overwrite: overwrite)
+                try ExplorerConfigFile.write(settings, state: state, identity: try identity(), to: path, overwrite: overwrite)
                 send(.exported(path: path))
             } catch {
-                send(.status("export failed: \(error)"))
+                send(.status("export failed: " + ExplorerConfigFile.statusLine(error)))
             }
         case .openConfig(let path):
             do {
-                let data = try Data(contentsOf: URL(fileURLWithPath: path))
-                send(.configOpened(try configFormat.decode(data, path: path, state: state), path: path))
-            } catch let e as ConfigFileError {
-                send(.status(e.description))
+                let (settings, notes) = try readConfig(path: path)
+                send(.configOpened(settings, path: path))
+                if !notes.isEmpty { send(.status("opened \(path); " + notes.joined(separator: "; "))) }
             } catch {
-                send(.status("\(path): cannot read (\(error.localizedDescription))"))
+                send(.status(ExplorerConfigFile.statusLine(error)))
             }
         case .quit:
             runner.cancelAll(wait: 1)

@@ -74,6 +74,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Basis: activations, weights, asvd or fitted.") var basis: BasisKind = .activations
     @Option(help: "A kvscope config (JSON or YAML): its kv_cache section sets per-layer ranks and bits, the window, group, basis and calibration text.")
     var config: String?
+    @Flag(help: "With --config: use the model even if its SHA-256 differs from the config's model.sha256.")
+    var allowModelMismatch = false
     @Flag(help: "Print one JSON document on stdout.") var json = false
 
     func validate() throws {
@@ -83,15 +85,20 @@ struct Eval: ParsableCommand {
         }
     }
 
-    /// The settings and calibration text of a config's kv_cache section, checked against the model.
-    func configSettings(_ path: String) throws -> (settings: CompressionSettings, calibration: String?) {
+    /// The settings and calibration text of a config's kv_cache section, checked against the model
+    /// (sizes, and the file's SHA-256 unless --allow-model-mismatch).
+    func configSettings(_ path: String, model opened: EvalModel) throws -> (settings: CompressionSettings, calibration: String?) {
         let cfg = try KVScopeConfig.load(path: path)
-        let opened = try openModel(path: ModelSession(path: model).fullModelPath ?? model)
-        try cfg.validate(against: try ModelDescription(opened: opened, path: model))
-        guard let kv = cfg.kvCache else { throw CommandError("\(path): the config has no kv_cache section to evaluate") }
+        do {
+            try cfg.validate(against: try ModelDescription(opened: opened.full, path: opened.fullPath))
+            try cfg.checkModelHash(try ModelHashCache.sha256(ofFile: opened.fullPath), allowMismatch: allowModelMismatch)
+        } catch let error as ConfigError {
+            throw ConfigError(path: path, entry: error.entry, error.message + " (model \(opened.fullPath))")
+        }
+        guard let kv = cfg.kvCache else { throw ConfigError(path: path, entry: "kv_cache", "missing: there is no KV plan to evaluate") }
         let settings = try CompressionSettings(layers: kv.layers.map(\.setting), window: kv.window,
                                                groupSize: kv.groupSize, basis: kv.basis)
-        return (settings, calib ?? kv.calibration?.text)
+        return (settings, calib ?? kv.calibration.map { Export.resolve($0.text, configPath: path) })
     }
 
     /// Value checks, reported as one-line errors with exit status 1.
@@ -119,9 +126,10 @@ struct Eval: ParsableCommand {
         try CLIError.reporting {
             try interrupt.run {
                 try checkValues()
+                let opened = try EvalModel(path: model)
                 var settings = try settings(), calibration = calib
-                if let config { (settings, calibration) = try configSettings(config) }
-                let result = try EvalRun(modelPath: model, textPath: text, calibrationPath: calibration, settings: settings,
+                if let config { (settings, calibration) = try configSettings(config, model: opened) }
+                let result = try EvalRun(model: opened, textPath: text, calibrationPath: calibration, settings: settings,
                                          reportBaseline: hasCompressionOption || config != nil, cancellation: interrupt.flag).run()
                 if json {
                     CLIError.printJSON(result.json)
@@ -135,9 +143,41 @@ struct Eval: ParsableCommand {
 
 extension BasisKind: ExpressibleByArgument {}
 
-/// One `eval` computation: shared by the command and, later, `--config`.
+/// The model `eval` runs, opened once: the session (a model file, or a bundle with its shipped
+/// calibration statistics) and the full model file the forward pass and the config checks read.
+struct EvalModel {
+    let session: ModelSession
+    /// The full model: the session's own file, or a bundle's source model.
+    let full: OpenedModel
+    let fullPath: String
+
+    init(path: String) throws {
+        session = try ModelSession(path: path)
+        if session.isBundle {
+            guard let p = session.fullModelPath else {
+                throw TensorFileError(path: path, "the bundle's source model \(session.bundle?.model.path ?? "") is not present; run `make models`")
+            }
+            fullPath = p
+            full = try openModel(path: p)
+        } else {
+            fullPath = path
+            full = session.opened
+        }
+    }
+
+    /// The dense llama model and its tokenizer, from the already opened file.
+    func inferenceModel() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+        // The opened model's metadata is compact (no long arrays); the tokenizer needs the file's full metadata.
+        guard let gguf = full.file as? GGUFFile else { throw CommandError("\(fullPath): eval needs a llama GGUF model") }
+        let metadata = gguf.metadata
+        return (try LlamaModel(weights: DenseLlamaWeights(gguf: gguf, metadata: metadata)),
+                try BPETokenizer(metadata: metadata))
+    }
+}
+
+/// One `eval` computation: the command's options or a config's plan on an opened model.
 struct EvalRun {
-    var modelPath: String
+    var model: EvalModel
     var textPath: String
     var calibrationPath: String?
     var settings: CompressionSettings
@@ -173,10 +213,10 @@ struct EvalRun {
 
     func run() throws -> Result {
         let text = try CalibrationText(path: textPath)
-        let session = try ModelSession(path: modelPath)
+        let session = model.session
         let bar = ProgressBar("eval")
         defer { bar.finish() }
-        let loaded = try session.inferenceModel()
+        let loaded = try model.inferenceModel()
         let c = loaded.model.configuration
         var calibration: CalibrationStatistics?
         if settings.needsCalibration(kvDimension: c.kvDimension) {

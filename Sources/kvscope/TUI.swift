@@ -71,9 +71,9 @@ enum TUIApp {
                                 evalTextPath: FileManager.default.fileExists(atPath: evalText) ? evalText : nil)
         let runtime = ExplorerRuntime(state: state, jobs: jobs)
         if let config {
-            let data = try Data(contentsOf: URL(fileURLWithPath: config))
-            let settings = try runtime.configFormat.decode(data, path: config, state: runtime.state)
+            let (settings, notes) = try runtime.readConfig(path: config)
             runtime.send(.configOpened(settings, path: config))
+            if !notes.isEmpty { runtime.send(.status("opened \(config); " + notes.joined(separator: "; "))) }
         }
         runtime.start()
         let noColor = !(ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty

@@ -249,3 +249,85 @@ extension KVScopeConfig {
         return c
     }
 }
+
+/// Every export format read back gives the config's plan exactly (the issue's round-trip requirement).
+@Suite struct ExportRoundTripTests {
+    @Test func paluRanksAndBitsReadBackAsTheConfigLayers() throws {
+        let config = try sampleConfig()
+        let path = try temporaryDirectory() + "/head_wise_ranks.json"
+        try writeText(try ConfigExport.paluDocument(config: config).prettyJSON, to: path, force: false)
+        let doc = try ConfigValue.parseJSON(Array(try Data(contentsOf: URL(fileURLWithPath: path))), path: path)
+        guard case .object(let ranks)? = doc["head_wise_ranks"], case .object(let bits)? = doc["kvscope_bits"] else {
+            Issue.record("no head_wise_ranks / kvscope_bits objects")
+            return
+        }
+        #expect(ranks.count == 60 && bits.count == 60 && doc["num_lr_groups"] == .int(1))
+        func branch(_ layer: Int, _ proj: String) throws -> BranchSetting {
+            let key = "model.layers.\(layer).self_attn.\(proj)"
+            guard case .array(let r)? = doc["head_wise_ranks"]?[key], r.count == 1, case .int(let rank) = r[0],
+                  case .int(let b)? = doc["kvscope_bits"]?[key] else { throw ConfigError(entry: key, "missing") }
+            return try BranchSetting(rank: rank, bits: b)
+        }
+        let back = try (0..<30).map { KVLayerEntry(layer: $0, k: try branch($0, "k_proj"), v: try branch($0, "v_proj")) }
+        #expect(back == config.kvCache?.layers)
+    }
+
+    @Test func llamaQuantizeOverridesReadBackAsTheWeightPlan() throws {
+        let config = try sampleConfig()
+        let (arguments, _) = try ConfigExport.llamaQuantizeArguments(config: config)
+        let typeBits = ["q2_k": 2, "q3_k": 3, "q4_k": 4, "q8_0": 8, "f16": 16]
+        var plan: [(String, Int)] = []
+        for pair in stride(from: 0, to: arguments.count, by: 2) {
+            #expect(arguments[pair] == "--tensor-type")
+            let parts = arguments[pair + 1].split(separator: "=").map(String.init)
+            try #require(parts.count == 2)
+            // ^blk\.0\.attn_q\.weight$ → blk.0.attn_q.weight
+            let name = parts[0].dropFirst().dropLast().replacingOccurrences(of: "\\.", with: ".")
+            plan.append((name, try #require(typeBits[parts[1]])))
+        }
+        let weights = try #require(config.weights)
+        // Bits 2, 3, 4, 8 and 16 have a GGUF type of their own, so the plan comes back exactly.
+        #expect(plan.map(\.0) == weights.layers.map(\.tensor))
+        #expect(plan.map(\.1) == weights.layers.map(\.bits))
+    }
+
+    /// Nasty strings and numbers in `metrics` and paths, for both syntaxes.
+    static func randomConfig(seed: UInt64) throws -> KVScopeConfig {
+        var g = SeededGenerator(seed: seed)
+        let strings = ["yes", "no", "null", "~", "true", "1e5", "0x1F", "-", "- a", "a: b", "#x", "'q'", "\"dq\"", "tab\there",
+                       "line\nbreak", " lead", "trail ", "", "ünïcødé ✓", "\\back", "{a}", "[1]", "&anchor", "*alias", "!tag", "%", "@", "`"]
+        let doubles: [Double] = [0, -0.0, 0.1 + 0.2, 1e-320, 5e-324, 1.7976931348623157e308, -2.5e-7, 1e21, 123456789.125, 3.0]
+        func scalar() -> ConfigValue {
+            switch Int.random(in: 0..<5, using: &g) {
+            case 0: return .string(strings.randomElement(using: &g) ?? "")
+            case 1: return .double(doubles.randomElement(using: &g) ?? 0)
+            case 2: return .int(Int.random(in: Int.min...Int.max, using: &g))
+            case 3: return .bool(Bool.random(using: &g))
+            default: return .null
+            }
+        }
+        var config = try sampleConfig(layers: 4)
+        config.model.path = strings.randomElement(using: &g).map { $0.isEmpty ? "m" : $0 } ?? "m"
+        config.kvCache?.calibration?.text = "calib " + (strings.randomElement(using: &g) ?? "")
+        var members: [(key: String, value: ConfigValue)] = []
+        for (i, key) in strings.shuffled(using: &g).prefix(12).enumerated() {
+            let value: ConfigValue = i % 3 == 0 ? .array((0..<3).map { _ in scalar() })
+                : i % 3 == 1 ? .object([("inner " + key, scalar()), ("n", scalar())]) : scalar()
+            members.append((key, value))
+        }
+        config.metrics = .object(members)
+        return config
+    }
+
+    @Test(arguments: [("json", UInt64(1)), ("yaml", 2), ("json", 3), ("yaml", 4), ("yml", 5), ("yaml", 6)])
+    func randomConfigsRoundTripExactly(ext: String, seed: UInt64) throws {
+        let config = try Self.randomConfig(seed: seed)
+        let path = try temporaryDirectory() + "/r." + ext
+        try config.write(to: path, force: false)
+        let back = try KVScopeConfig.load(path: path)
+        #expect(back == config)
+        // -0.0 == 0.0 for Double, so compare the written text too (the sign survives).
+        #expect(try back.encoded(.json) == config.encoded(.json))
+        #expect(try back.encoded(.yaml) == config.encoded(.yaml))
+    }
+}
