@@ -69,6 +69,10 @@ fuzz: setup
 			-rss_limit_mb=2048 -timeout=10 -artifact_prefix=$$work/ -print_final_stats=1 2>&1 | tee $$work/log.txt | tail -3; \
 	done
 
-## test-asan: the whole suite under AddressSanitizer
+## test-asan: the whole suite under AddressSanitizer (optimized like `make test`: the numeric tests on
+## real models take too long unoptimized under ASan; -enable-testing keeps @testable imports working)
 test-asan: setup models
-	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) build -c release -Xswiftc -enable-testing --sanitize=address \
+		--scratch-path .build-asan --build-tests
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test -c release -Xswiftc -enable-testing --sanitize=address \
+		--scratch-path .build-asan --skip-build
