@@ -40,7 +40,7 @@ var package = Package(
 
         // App: session state, derived metrics, background jobs. Shared by the TUI and the CLI.
         .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra",
-                                                   "TerminalUI", "Inference"],
+                                                   "TerminalUI", "Inference", "Configuration"],
                 swiftSettings: optimize),
 
         // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
@@ -74,7 +74,8 @@ var package = Package(
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression", "Inference", "TensorFiles"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"]),
-        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference", "TerminalUI"]),
+        .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference", "TerminalUI",
+                                                           "Quantization", "Configuration"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.
