@@ -13,6 +13,11 @@ public final class JobRunner: @unchecked Sendable {
     private var inbox: [ExplorerAction] = []
     private var flags: [Int: KVCompression.CancellationFlag] = [:]
     private let group = DispatchGroup()
+    /// Jobs run one after another: OpenBLAS's thread count is process-wide and a parallel engine
+    /// region sets it to 1 (KVCompression's SingleThreadedBLAS), so a forward pass overlapping a
+    /// table fill would sum in another order and give a perplexity that differs from
+    /// `kvscope eval`'s in the last digits. Each job is itself parallel.
+    private let queue = DispatchQueue(label: "kvscope.explorer.jobs", qos: .userInitiated)
 
     /// A runner with an empty mailbox.
     public init() {}
@@ -29,19 +34,21 @@ public final class JobRunner: @unchecked Sendable {
         }
     }
 
-    /// Starts job `id` on a background queue. `body` gets a progress callback (fraction 0…1) and a
+    /// Starts job `id` on the background queue (after the jobs started before it). `body` gets a progress callback (fraction 0…1) and a
     /// cancellation flag; its result or error comes back as a message.
     public func start(id: Int, _ body: @escaping @Sendable (_ progress: @escaping @Sendable (Double) -> Void,
                                                           _ cancellation: KVCompression.CancellationFlag) throws -> JobOutcome) {
         let flag = KVCompression.CancellationFlag()
         lock.withLock { flags[id] = flag }
         let lastPosted = LockedValue(-1.0)
-        DispatchQueue.global(qos: .userInitiated).async(group: group) { [self] in
+        queue.async(group: group) { [self] in
             let progress: @Sendable (Double) -> Void = { f in
                 // At most one message per percent.
                 if lastPosted.update({ f - $0 >= 0.01 || f >= 1 ? f : nil }) { self.post(.jobProgress(id: id, fraction: f)) }
             }
             do {
+                // Cancelled while it waited for the jobs before it.
+                if flag.isCancelled { throw KVCompressionError.cancelled }
                 let outcome = try body(progress, flag)
                 post(flag.isCancelled ? .jobFailed(id: id, message: "cancelled") : .jobFinished(id: id, outcome))
             } catch {

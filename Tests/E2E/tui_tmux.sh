@@ -118,7 +118,7 @@ wait_for "perplexity: press p"
 T send-keys -t e2e p
 wait_for "(Esc cancels)" 10
 T send-keys -t e2e Escape
-wait_for "cancelled" 20
+wait_for "cancelled" 60
 T send-keys -t e2e p
 wait_for "fp16 cache" 120
 read -r PPL BASE <<<"$(screen | sed -nE 's/.*perplexity ([0-9.]+) +\(fp16 cache ([0-9.]+),.*/\1 \2/p' | head -1)"
