@@ -100,6 +100,18 @@ import Testing
         #expect(screen.contains(String(format: "%.3f bits/weight", bpw)))
         let q0 = try #require(want.first?["rel_error"] as? Double)
         #expect(screen.contains(String(format: "%.4f", q0)))
+
+        // b in Weights mode: an average of at most 4.5 bits per weight, spent by the solver.
+        Self.press([.character("b")], rt)
+        guard case .prompt(let prompt) = rt.state.overlay else { Issue.record("no budget prompt"); return }
+        #expect(prompt.title == "Average bits per weight")
+        for _ in prompt.text { Self.press([.backspace], rt) }
+        Self.press([.character("4"), .character("."), .character("5"), .enter], rt)
+        try Self.settle(rt)
+        let allocated = ExplorerMetrics.weightTotals(rt.state)
+        #expect(allocated.bitsPerWeight <= 4.5 && allocated.bitsPerWeight > 4.3, "\(allocated.bitsPerWeight)")
+        #expect(rt.state.status == "allocated weight bits at ≤ 4.50 bits/weight")
+        #expect(Set(rt.state.settings.weights.map(\.bits)).count > 1)
     }
 
     /// A bundle without its source model still shows the shipped bits, and "—" for the others.
