@@ -75,7 +75,7 @@ var package = Package(
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression", "Inference", "TensorFiles"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"]),
         .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference", "TerminalUI",
-                                                          "Configuration"]),
+                                                           "Quantization", "Configuration"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"]),
         .testTarget(name: "CNcursesTests", dependencies: ["CNcurses"]),
         // Runs the built kvscope binary (.build/debug/kvscope); the dependency makes SwiftPM build it first.

@@ -77,6 +77,12 @@ public final class CursesTerminal {
         nextPair = 1
     }
 
+    /// Forgets what is on the screen so the next ``paint(_:)`` redraws every cell (after a resize,
+    /// cells outside the new buffer, such as the never-written bottom-right one, are cleared).
+    public func invalidate() {
+        wclear(window)
+    }
+
     /// Paints `buffer` and refreshes the screen (ncurses sends only what changed).
     public func paint(_ buffer: ScreenBuffer) {
         let (w, h) = size
@@ -165,23 +171,10 @@ public final class CursesTerminal {
         if style.bold { attrs |= kv_a_bold() }
         if style.dim { attrs |= kv_a_dim() }
         if style.underline { attrs |= kv_a_underline() }
-        if style.reverse { attrs |= kv_a_reverse() }
-        switch depth {
-        case .none:
-            // Without color, emphasis backgrounds become reverse video.
-            if [.selection, .header, .statusBar].contains(style.background) { attrs |= kv_a_reverse() }
-            return (attrs, 0)
-        case .eight, .sixteen, .palette256:
-            return (attrs, pair(fg: colorIndex(theme.color(style.foreground)), bg: colorIndex(theme.color(style.background))))
-        }
-    }
-
-    private func colorIndex(_ c: RGB) -> Int16 {
-        switch depth {
-        case .palette256: return Int16(ColorReduction.xterm256(c))
-        case .sixteen: return Int16(ColorReduction.ansi(c, count: 16))
-        default: return Int16(ColorReduction.ansi(c, count: 8))
-        }
+        let colors = ColorMapping.colors(for: style, theme: theme, depth: depth)
+        if colors.reverse { attrs |= kv_a_reverse() }
+        guard let fg = colors.foreground, let bg = colors.background else { return (attrs, 0) }
+        return (attrs, pair(fg: Int16(fg), bg: Int16(bg)))
     }
 
     private func pair(fg: Int16, bg: Int16) -> Int16 {

@@ -22,10 +22,13 @@ public struct ExplorerModelInfo: Sendable, Equatable {
     public var contextLength: Int?
     /// Whether the file holds a whole model that the forward pass can run (needed for perplexity).
     public var canRunInference: Bool
+    /// Whether every layer weight matrix can be read, so weight error tables can be computed (a
+    /// bundle without its source model only offers its shipped tables).
+    public var canComputeWeightTables: Bool
 
     /// A description of a model.
     public init(name: String, path: String, architecture: String, layerCount: Int, hiddenSize: Int, kvSize: Int,
-                contextLength: Int?, canRunInference: Bool) {
+                contextLength: Int?, canRunInference: Bool, canComputeWeightTables: Bool = true) {
         self.name = name
         self.path = path
         self.architecture = architecture
@@ -34,6 +37,7 @@ public struct ExplorerModelInfo: Sendable, Equatable {
         self.kvSize = kvSize
         self.contextLength = contextLength
         self.canRunInference = canRunInference
+        self.canComputeWeightTables = canComputeWeightTables
     }
 }
 
@@ -59,6 +63,20 @@ public struct WeightTensor: Sendable, Equatable {
 
     /// n, the number of weights.
     public var count: Int { rows * cols }
+
+    /// The roles of Weights mode, in table order within a layer.
+    public static let roles: [TensorRole] = [.q, .k, .v, .o, .gate, .up, .down]
+
+    /// The matrix a llama GGUF tensor name (`blk.N.attn_q.weight`, …) denotes, with its shape; nil for
+    /// other names. Used for a bundle's shipped tables when the source model is absent.
+    public static func fromGGUFName(_ name: String, rows: Int, cols: Int) -> WeightTensor? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), parts[3] == "weight" else { return nil }
+        let roles: [Substring: TensorRole] = ["attn_q": .q, "attn_k": .k, "attn_v": .v, "attn_output": .o,
+                                              "ffn_gate": .gate, "ffn_up": .up, "ffn_down": .down]
+        guard let role = roles[parts[2]] else { return nil }
+        return WeightTensor(name: name, layer: layer, role: role.rawValue, rows: rows, cols: cols)
+    }
 }
 
 /// Where the calibration-based kv spectra come from. ``ModelSession`` gains calibration statistics
@@ -83,14 +101,14 @@ public struct ExplorerResources: @unchecked Sendable {
     public var tensors: [WeightTensor]
     /// Quantization error tables per tensor, filled in the background (shared, thread-safe).
     public let weightTables: ErrorTableCache
-    /// The grid the weight tables are computed over.
-    public var weightChoices: ErrorTableChoices
+    /// The grid of the tables that came with the model (a bundle's `weight_errors.json`), if any.
+    public var weightChoices: ErrorTableChoices?
 
     /// Resources with every field given.
     public init(info: ExplorerModelInfo, weightSpectra: [LayerSpectra], kvSpectra: [LayerSpectra]?,
                 errorModel: ErrorModel?, tensors: [WeightTensor],
                 weightTables: ErrorTableCache = ErrorTableCache(),
-                weightChoices: ErrorTableChoices = ExplorerResources.defaultWeightChoices) {
+                weightChoices: ErrorTableChoices? = nil) {
         self.info = info
         self.weightSpectra = weightSpectra
         self.kvSpectra = kvSpectra
@@ -103,6 +121,20 @@ public struct ExplorerResources: @unchecked Sendable {
     /// The weight-quantization grid: bits 2…8 × groups 32, 64, 128, per row; no outliers, 1% outliers.
     public static let defaultWeightChoices = ErrorTableChoices(bits: Array(2...8), groupSizes: [32, 64, 128, nil],
                                                                outlierFractions: [0, 0.01], mode: .asymmetric)
+
+    /// The error-table entry of `tensor` at `bits`, group and outliers, with ‖W‖²_F: from the shipped
+    /// tables when their grid has it, else from the tables computed in the session
+    /// (``Explorer/weightChoices(_:resources:)``).
+    public func weightEntry(tensor: WeightTensor, bits: Int, groupSize: Int?, outlierFraction: Double,
+                            sessionChoices: ErrorTableChoices) -> (entry: ErrorTable.Entry, weightNormSquared: Double)? {
+        for choices in [weightChoices, sessionChoices].compactMap({ $0 }) {
+            if let table = weightTables.table(named: tensor.name, choices: choices),
+               let e = table.entry(bits: bits, groupSize: groupSize, outlierFraction: outlierFraction) {
+                return (e, table.weightNormSquared)
+            }
+        }
+        return nil
+    }
 
     /// The spectra of `source`, or nil when that source is not available.
     public func spectra(_ source: SpectrumSource) -> [LayerSpectra]? {
@@ -124,23 +156,40 @@ public struct ExplorerResources: @unchecked Sendable {
                              v: try Spectrum(gram: l.valueGram, rows: calibration.tokenCount))
             }
         }
-        let roles: [TensorRole] = [.q, .k, .v, .o, .gate, .up, .down]
+        // Weights mode lists every layer matrix of the full model; a bundle without it lists the
+        // matrices of its shipped tables.
+        let full = try session.weightModel()
         var tensors: [WeightTensor] = []
-        for layer in 0..<hp.nLayers {
-            for role in roles {
-                guard let e = session.opened.catalog.entry(layer: layer, role: role), e.shape.count == 2 else { continue }
-                // Catalog shapes are already [out, in] (DESIGN.md §4).
-                let (rows, cols) = (e.shape[0], e.shape[1])
-                tensors.append(WeightTensor(name: e.name, layer: layer, role: role.rawValue, rows: rows, cols: cols))
+        if let catalog = full?.catalog {
+            for layer in 0..<hp.nLayers {
+                for role in WeightTensor.roles {
+                    guard let e = catalog.entry(layer: layer, role: role), e.shape.count == 2 else { continue }
+                    // Catalog shapes are already [out, in] (DESIGN.md §4).
+                    tensors.append(WeightTensor(name: e.name, layer: layer, role: role.rawValue, rows: e.shape[0], cols: e.shape[1]))
+                }
             }
         }
+        let cache = ErrorTableCache()
+        var shipped: ErrorTableChoices?
+        if let tables = try session.bundledWeightTables() {
+            if let first = tables.first { shipped = first.choices }
+            for t in tables where t.choices == shipped && t.choices.mode == .asymmetric { cache.insert(t) }
+            if full == nil {
+                let order = Dictionary(uniqueKeysWithValues: WeightTensor.roles.enumerated().map { ($1.rawValue, $0) })
+                tensors = tables.compactMap { WeightTensor.fromGGUFName($0.name, rows: $0.rows, cols: $0.cols) }
+                    .sorted { ($0.layer, order[$0.role] ?? 0) < ($1.layer, order[$1.role] ?? 0) }
+            }
+        }
+        let fullPath = session.fullModelPath
         let info = ExplorerModelInfo(
             name: URL(fileURLWithPath: session.path).lastPathComponent, path: session.path,
             architecture: hp.architecture, layerCount: hp.nLayers, hiddenSize: hp.hiddenSize, kvSize: hp.kvDim,
             contextLength: hp.contextLength,
-            canRunInference: session.opened.format == .gguf && hp.architecture == "llama"
-                && session.opened.catalog.entry(layer: nil, role: .embed) != nil)
-        return ExplorerResources(info: info, weightSpectra: spectra, kvSpectra: kv, errorModel: nil, tensors: tensors)
+            canRunInference: full?.format == .gguf && hp.architecture == "llama" && fullPath != nil
+                && full?.catalog.entry(layer: nil, role: .embed) != nil,
+            canComputeWeightTables: full != nil)
+        return ExplorerResources(info: info, weightSpectra: spectra, kvSpectra: kv, errorModel: nil, tensors: tensors,
+                                 weightTables: cache, weightChoices: shipped)
     }
 
     /// Builds the error model: the `activations` basis when calibration statistics exist (e_w and

@@ -226,6 +226,10 @@ public struct ExplorerState: @unchecked Sendable {
     /// The theme index into ``themeNames``.
     public var themeIndex = 0
     public var themeNames: [String]
+    /// One warning line per theme whose file had problems (unknown keys, bad values), by theme name.
+    public var themeWarnings: [String: String] = [:]
+    /// Themes whose warning was already shown (each warns once).
+    public var warnedThemes: Set<String> = []
     public var overlay: Overlay?
     /// The status line text.
     public var status: String

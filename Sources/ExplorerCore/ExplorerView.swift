@@ -101,8 +101,6 @@ extension Explorer {
         let bar = Style(.headerText, on: .header)
         buf.fill(Rect(x: r.x, y: r.y, width: r.width, height: 1), with: Cell(" ", bar))
         let info = state.resources.info
-        buf.put(" kvscope  \(info.name) · \(info.architecture) · \(info.layerCount) layers · d_kv \(info.kvSize)",
-                x: r.x, y: r.y, style: Style(.headerText, on: .header, bold: true), maxWidth: r.width)
         var right = "L \(state.settings.contextLength) · N \(state.settings.batch)"
         if state.mode == .weights {
             let t = ExplorerMetrics.weightTotals(state)
@@ -110,7 +108,18 @@ extension Explorer {
         } else if let m = ExplorerMetrics.kvMemory(state) {
             right += " · KV \(ExplorerMetrics.mebibytes(m.totalBytes)) of \(ExplorerMetrics.mebibytes(m.baselineBytes))"
         }
-        buf.putRight(right + " ", rightEdge: r.maxX, y: r.y, style: bar)
+        right += " "
+        // The totals always show; the model description gives way (details first, then the name).
+        let room = r.width - right.unicodeScalars.count - 1
+        let candidates = [" kvscope  \(info.name) · \(info.architecture) · \(info.layerCount) layers · d_kv \(info.kvSize)",
+                          " kvscope  \(info.name) · \(info.architecture) · \(info.layerCount) layers",
+                          " kvscope  \(info.name)"]
+        var left = candidates.first { $0.unicodeScalars.count <= room } ?? candidates[candidates.count - 1]
+        if left.unicodeScalars.count > room {
+            left = room > 1 ? String(String.UnicodeScalarView(left.unicodeScalars.prefix(room - 1))) + "…" : ""
+        }
+        buf.put(left, x: r.x, y: r.y, style: Style(.headerText, on: .header, bold: true), maxWidth: max(0, room))
+        buf.putRight(right, rightEdge: r.maxX, y: r.y, style: bar)
         // Mode tabs.
         var x = r.x + 1
         for mode in ExplorerMode.allCases {
@@ -196,7 +205,9 @@ extension Explorer {
         let spectrum = spectra[state.selectedLayer][state.kind]
         let rank = state.currentBranch.rank
         let energy = spectrum.energyFraction(rank: rank)
-        buf.box(r, title: "σ of \(what), layer \(state.selectedLayer) · r=\(rank) keeps \(ExplorerMetrics.percent(energy)) energy")
+        let title = "σ of \(what), layer \(state.selectedLayer) · r=\(rank) keeps \(ExplorerMetrics.percent(energy)) energy"
+        let short = "σ \(what) L\(state.selectedLayer) · r=\(rank) · \(ExplorerMetrics.percent(energy)) energy"
+        buf.box(r, title: title.unicodeScalars.count + 6 <= r.width ? title : short)
         let inner = r.inset(1)
         let axisWidth = 6
         let canvasRect = Rect(x: inner.x + axisWidth, y: inner.y, width: inner.width - axisWidth - 1, height: inner.height - 2)
@@ -343,16 +354,29 @@ extension Explorer {
         var lines: [(String, Style)] = []
         if let f = ExplorerMetrics.weight(state, tensor: state.selectedTensor) {
             let t = state.resources.tensors[state.selectedTensor]
+            let bits = s.weights[state.selectedTensor].bits
             lines.append(("\(t.name)  [\(t.rows)×\(t.cols)]  role \(t.role)", Style(.text, bold: true)))
-            let err = s.weights[state.selectedTensor].bits == 16 ? "0 (fp16)" : ExplorerMetrics.text(f.relativeError)
-            lines.append(("bits \(s.weights[state.selectedTensor].bits)   group \(s.weightGroupSize.map(String.init) ?? "row")   outliers \(ExplorerMetrics.percent(s.outlierFraction))", Style(.text)))
-            lines.append(("rel error ‖W−Ŵ‖/‖W‖ \(err)   bits/weight \(String(format: "%.3f", f.bitsPerWeight))   \(ExplorerMetrics.mebibytes(f.bytes))", Style(.text)))
+            let err = bits == 16 ? "0 (fp16)" : ExplorerMetrics.text(f.relativeError)
+            lines.append(("bits \(bits)   group \(s.weightGroupSize.map(String.init) ?? "row")   outliers \(ExplorerMetrics.percent(s.outlierFraction))", Style(.text)))
+            lines.append(("rel error ‖W−Ŵ‖/‖W‖ \(err)", Style(.text)))
+            lines.append(("bits/weight \(String(format: "%.3f", f.bitsPerWeight))   \(ExplorerMetrics.mebibytes(f.bytes))", Style(.text)))
         }
         let totals = ExplorerMetrics.weightTotals(state)
         lines.append(("", Style(.text)))
-        lines.append(("all \(state.resources.tensors.count) matrices: \(ExplorerMetrics.mebibytes(totals.bytes)) of \(ExplorerMetrics.mebibytes(totals.fp16Bytes)) fp16 · \(String(format: "%.3f", totals.bitsPerWeight)) bits/weight", Style(.good, bold: true)))
-        lines.append(("+/- bits of this matrix · g group · x outliers · a same bits for every matrix of this role", Style(.muted)))
-        lines.append(("b allocates bits under an average bits-per-weight budget", Style(.muted)))
+        lines.append(("all \(state.resources.tensors.count) matrices: \(ExplorerMetrics.mebibytes(totals.bytes)) of \(ExplorerMetrics.mebibytes(totals.fp16Bytes)) fp16", Style(.good, bold: true)))
+        lines.append((String(format: "%.3f bits/weight", totals.bitsPerWeight)
+                      + "   ratio \(ExplorerMetrics.percent(totals.fp16Bytes > 0 ? 1 - totals.bytes / totals.fp16Bytes : 0))", Style(.good, bold: true)))
+        lines.append(("", Style(.text)))
+        lines.append(("role  n  bits  rel err*       MiB", Style(.accent, bold: true)))
+        for role in ExplorerMetrics.weightRoles(state) {
+            let bits = role.bits.map(String.init) ?? "mixed"
+            lines.append((pad(role.role, 4, left: true) + pad("\(role.count)", 3) + pad(bits, 6) + pad(ExplorerMetrics.text(role.relativeError), 10)
+                          + pad(String(format: "%.3f", role.bytes / 1_048_576), 11), Style(.text)))
+        }
+        lines.append(("* per role: √(Σ‖W−Ŵ‖²/Σ‖W‖²)", Style(.muted)))
+        lines.append(("", Style(.text)))
+        lines.append(("+/- bits of this matrix · a: its bits for all matrices", Style(.muted)))
+        lines.append(("g group · x outliers · b budget in bits per weight", Style(.muted)))
         for (i, (text, style)) in lines.enumerated() where i < inner.height {
             buf.put(text, x: inner.x + 1, y: inner.y + i, style: style, maxWidth: inner.width - 1)
         }

@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import Inference
 import KVCompression
@@ -12,6 +13,11 @@ public final class JobRunner: @unchecked Sendable {
     private var inbox: [ExplorerAction] = []
     private var flags: [Int: KVCompression.CancellationFlag] = [:]
     private let group = DispatchGroup()
+    /// Jobs run one after another: OpenBLAS's thread count is process-wide and a parallel engine
+    /// region sets it to 1 (KVCompression's SingleThreadedBLAS), so a forward pass overlapping a
+    /// table fill would sum in another order and give a perplexity that differs from
+    /// `kvscope eval`'s in the last digits. Each job is itself parallel.
+    private let queue = DispatchQueue(label: "kvscope.explorer.jobs", qos: .userInitiated)
 
     /// A runner with an empty mailbox.
     public init() {}
@@ -28,19 +34,21 @@ public final class JobRunner: @unchecked Sendable {
         }
     }
 
-    /// Starts job `id` on a background queue. `body` gets a progress callback (fraction 0…1) and a
+    /// Starts job `id` on the background queue (after the jobs started before it). `body` gets a progress callback (fraction 0…1) and a
     /// cancellation flag; its result or error comes back as a message.
     public func start(id: Int, _ body: @escaping @Sendable (_ progress: @escaping @Sendable (Double) -> Void,
                                                           _ cancellation: KVCompression.CancellationFlag) throws -> JobOutcome) {
         let flag = KVCompression.CancellationFlag()
         lock.withLock { flags[id] = flag }
         let lastPosted = LockedValue(-1.0)
-        DispatchQueue.global(qos: .userInitiated).async(group: group) { [self] in
+        queue.async(group: group) { [self] in
             let progress: @Sendable (Double) -> Void = { f in
                 // At most one message per percent.
                 if lastPosted.update({ f - $0 >= 0.01 || f >= 1 ? f : nil }) { self.post(.jobProgress(id: id, fraction: f)) }
             }
             do {
+                // Cancelled while it waited for the jobs before it.
+                if flag.isCancelled { throw KVCompressionError.cancelled }
                 let outcome = try body(progress, flag)
                 post(flag.isCancelled ? .jobFailed(id: id, message: "cancelled") : .jobFinished(id: id, outcome))
             } catch {
@@ -82,7 +90,8 @@ public final class ExplorerJobs: @unchecked Sendable {
     /// The text perplexity is measured on.
     public let evalTextPath: String?
     private let lock = NSLock()
-    private var llama: (LlamaModel, BPETokenizer)?
+    private var llama: (model: LlamaModel, tokenizer: BPETokenizer)?
+    private var weightFile: OpenedModel?
 
     /// Job bodies for `session`.
     public init(session: ModelSession, calibration: CalibrationStatistics?, evalTextPath: String?) {
@@ -110,132 +119,164 @@ public final class ExplorerJobs: @unchecked Sendable {
                 return .tablesFilled
             }
         case .fillWeightTables(let choices):
-            return { [session] progress, flag in
-                let tensors = resources.tensors
-                let done = LockedValue(0)
-                let failure = LockedError()
-                DispatchQueue.concurrentPerform(iterations: tensors.count) { i in
-                    guard !flag.isCancelled, failure.error == nil else { return }
-                    let t = tensors[i]
-                    guard resources.weightTables.table(named: t.name, choices: choices) == nil else { return }
-                    do {
-                        guard let role = TensorRole(rawValue: t.role),
-                              let entry = session.opened.catalog.entry(layer: t.layer, role: role) else { return }
-                        let w = try session.opened.catalog.matrix(entry, from: session.opened.file)
-                        let table = try ErrorTable.compute(ErrorTableInput(name: t.name, weights: w), choices: choices,
-                                                           isCancelled: { flag.isCancelled })
-                        resources.weightTables.insert(table)
-                    } catch {
-                        failure.set(error)
-                    }
-                    _ = done.update { $0 + 1 }
-                    var n = 0.0
-                    _ = done.update { n = $0; return nil }
-                    progress(n / Double(max(tensors.count, 1)))
-                }
-                if let e = failure.error { throw e }
-                return .tablesFilled
+            return { [self] progress, flag in
+                try self.fillWeightTables(choices: choices, resources: resources, progress: progress, flag: flag)
             }
         case .perplexity(let settings):
             return { [self] progress, flag in
                 try self.perplexity(settings: settings, resources: resources, progress: progress, flag: flag)
             }
         case .kvBudget(let percent, let settings):
-            return { _, _ in try Self.kvBudget(percent: percent, settings: settings, state: state) }
+            return { progress, flag in try Self.kvBudget(percent: percent, settings: settings, state: state,
+                                                         progress: progress, flag: flag) }
         case .weightBudget(let bits, let settings):
             return { _, _ in try Self.weightBudget(bitsPerWeight: bits, settings: settings, state: state) }
         }
     }
 
-    func loadLlama() throws -> (LlamaModel, BPETokenizer) {
+    /// The model and tokenizer for perplexity, loaded once (a bundle's source model when present).
+    func loadLlama() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
         if let l = lock.withLock({ llama }) { return l }
-        let weights = try DenseLlamaWeights(gguf: session.opened.file, metadata: session.opened.metadata)
-        let l = (try LlamaModel(weights: weights), try BPETokenizer(metadata: session.opened.metadata))
+        let l = try session.inferenceModel()
         lock.withLock { llama = l }
         return l
     }
 
-    /// Perplexity with an exact cache and with the settings' bi-branch cache (DESIGN.md §4, "Perplexity").
+    /// The file with every layer weight matrix, opened once.
+    func loadWeightFile() throws -> OpenedModel {
+        if let f = lock.withLock({ weightFile }) { return f }
+        guard let f = try session.weightModel() else {
+            throw TensorFileError(path: session.path, "the weight matrices need the bundle's source model; run `make models`")
+        }
+        lock.withLock { weightFile = f }
+        return f
+    }
+
+    /// Error tables of every listed matrix over `choices` (the same computation as `kvscope quantize`:
+    /// ‖W − Ŵ‖_F/‖W‖_F and the bytes of DESIGN.md §4), in parallel, into the shared cache.
+    func fillWeightTables(choices: ErrorTableChoices, resources: ExplorerResources,
+                          progress: @escaping @Sendable (Double) -> Void, flag: KVCompression.CancellationFlag) throws -> JobOutcome {
+        let file = try loadWeightFile()
+        let byName = Dictionary(file.catalog.entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let tensors = resources.tensors
+        let done = LockedValue(0)
+        let failure = LockedError()
+        DispatchQueue.concurrentPerform(iterations: tensors.count) { i in
+            guard !flag.isCancelled, failure.error == nil else { return }
+            let t = tensors[i]
+            if resources.weightTables.table(named: t.name, choices: choices) == nil {
+                do {
+                    guard let entry = byName[t.name] else {
+                        throw TensorFileError(path: session.path, "tensor \(t.name) not found")
+                    }
+                    let w = try file.catalog.matrix(entry, from: file.file)
+                    let table = try ErrorTable.compute(ErrorTableInput(name: t.name, weights: w), choices: choices,
+                                                       isCancelled: { flag.isCancelled })
+                    resources.weightTables.insert(table)
+                } catch {
+                    failure.set(error)
+                }
+            }
+            var n = 0.0
+            _ = done.update { n = $0 + 1; return n }
+            progress(n / Double(max(tensors.count, 1)))
+        }
+        if flag.isCancelled { throw KVCompressionError.cancelled }
+        if let e = failure.error { throw e }
+        return .tablesFilled
+    }
+
+    /// The settings as `kvscope eval --config` reads an exported config: per-layer ranks and bits, the
+    /// window, the group and the error model's basis.
+    public static func compressionSettings(_ settings: ExplorerSettings, basis: BasisKind) throws -> CompressionSettings {
+        let layers = try settings.layers.map {
+            LayerKVSetting(k: try BranchSetting(rank: $0.k.rank, bits: $0.k.bits), v: try BranchSetting(rank: $0.v.rank, bits: $0.v.bits))
+        }
+        return try CompressionSettings(layers: layers, window: settings.window, groupSize: settings.groupSize, basis: basis)
+    }
+
+    /// Perplexity with an exact cache and with the settings' bi-branch cache (DESIGN.md §4, "Perplexity"),
+    /// computed as `kvscope eval --config` does: the same policy, calibration statistics and tokens.
     func perplexity(settings: ExplorerSettings, resources: ExplorerResources, progress: @escaping @Sendable (Double) -> Void,
                     flag: KVCompression.CancellationFlag) throws -> JobOutcome {
-        guard let path = evalTextPath, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigFileError(path: evalTextPath ?? "Samples/eval.txt", message: "evaluation text not found")
+        guard let path = evalTextPath else {
+            throw ConfigFileError(path: "Samples/eval.txt", message: "evaluation text not found (run from the repository root or pass --text)")
         }
-        guard let model = resources.errorModel else { throw KVCompressionError.invalidArgument("the error model is still being built") }
-        let inferenceFlag = flag  // Inference and the engines share KVCompression's CancellationFlag
+        let text = try CalibrationText(path: path)
+        let basis = resources.errorModel?.basisKind ?? (calibration == nil ? .weights : .activations)
+        let compression = try Self.compressionSettings(settings, basis: basis)
         progress(0.01)
         let (llama, tokenizer) = try loadLlama()
-        let kvSize = resources.info.kvSize
-        func branch(_ layer: Int, _ kind: ProjectionKind, _ c: BranchChoice) throws -> BranchCompression {
-            let basis = c.rank < kvSize ? try model.entry(layer: layer, kind: kind)?.basis.columns(c.rank) : nil
-            let q = c.bits == 16 ? nil : try UniformQuantizer(bits: c.bits, groupSize: settings.groupSize, mode: .asymmetric)
-            return BranchCompression(basis: basis, quantizer: q)
-        }
-        let keys = try settings.layers.enumerated().map { try branch($0.offset, .k, $0.element.k) }
-        let values = try settings.layers.enumerated().map { try branch($0.offset, .v, $0.element.v) }
-        let policy = try BiBranchKVCache(window: settings.window, keys: keys, values: values)
-        let baseline = try Perplexity.evaluate(model: llama, tokenizer: tokenizer, text: text,
-                                               progress: { progress(0.05 + 0.45 * $0) }, cancellation: inferenceFlag)
-        let compressed = try Perplexity.evaluate(model: llama, tokenizer: tokenizer, text: text, policy: policy,
-                                                 progress: { progress(0.5 + 0.5 * $0) }, cancellation: inferenceFlag)
+        progress(0.05)
+        let policy = try compression.policy(model: llama, calibration: calibration, cancellation: flag)
+        let tokens = tokenizer.encode(text.text)
+        guard tokens.count >= 2 else { throw ConfigFileError(path: path, message: "fewer than 2 tokens") }
+        let compressed = try Perplexity.evaluate(model: llama, tokens: tokens, policy: policy,
+                                                 progress: { progress(0.1 + 0.45 * $0) }, cancellation: flag)
+        let baseline = try Perplexity.evaluate(model: llama, tokens: tokens,
+                                               progress: { progress(0.55 + 0.45 * $0) }, cancellation: flag)
         return .perplexity(compressed: compressed.perplexity, baseline: baseline.perplexity, tokens: compressed.tokenCount)
     }
 
-    /// Ranks per layer and K/V minimizing Σ e²·‖·‖² under `percent`% of the fp16 bytes
-    /// (DESIGN.md §4, "Sensitivity and allocation"): e_kv when known, else e_w.
-    static func kvBudget(percent: Double, settings: ExplorerSettings, state: ExplorerState) throws -> JobOutcome {
-        guard let model = state.resources.errorModel, let memory = ExplorerMetrics.memoryModel(state) else {
-            throw KVCompressionError.invalidArgument("the error model is still being built")
+    /// The `kvscope tune --kv-budget` settings for the explorer's state: its basis, window, group and
+    /// context length, with tune's default bit-widths and rank grid.
+    public static func tuneSettings(_ settings: ExplorerSettings, basis: BasisKind) -> KVTuneSettings {
+        var t = KVTuneSettings()
+        t.basis = basis
+        t.window = settings.window
+        t.groupSize = settings.groupSize
+        t.contextLength = settings.contextLength
+        return t
+    }
+
+    /// Ranks and bits per layer and K/V minimizing Σ e_kv²·‖K‖² under `percent`% of the fp16 bytes
+    /// (DESIGN.md §4, "Sensitivity and allocation"), exactly as `kvscope tune --kv-budget X%` with
+    /// the same window, group, context and basis (``Configuration/KVTuner``).
+    static func kvBudget(percent: Double, settings: ExplorerSettings, state: ExplorerState,
+                         progress: @escaping @Sendable (Double) -> Void, flag: KVCompression.CancellationFlag) throws -> JobOutcome {
+        guard let model = state.resources.errorModel, state.resources.kvSpectra != nil else {
+            throw KVCompressionError.invalidArgument("a budget needs e_kv, from calibration statistics")
         }
-        let kvSize = state.resources.info.kvSize
-        var items: [[AllocationOption]] = []
-        var usesKV = true
-        for (layer, c) in settings.layers.enumerated() {
-            for kind in ProjectionKind.allCases {
-                let bits = c[kind].bits
-                let curves = model.curves(layer: layer, kind: kind)
-                var options: [AllocationOption] = []
-                for rank in 1...kvSize {
-                    let bytes = try memory.branchBytes(try BranchSetting(rank: rank, bits: bits), contextLength: settings.contextLength)
-                        * Double(settings.batch)
-                    var cost: Double
-                    if let e = model.kvError(layer: layer, kind: kind, rank: rank, bits: bits, groupSize: settings.groupSize).value,
-                       let norm = curves?.kvNormSquared {
-                        cost = e * e * norm
-                    } else {
-                        usesKV = false
-                        let e = model.weightError(layer: layer, kind: kind, rank: rank).value ?? 1
-                        cost = e * e * (curves?.weightNormSquared ?? 1)
-                    }
-                    options.append(AllocationOption(bytes: bytes, cost: cost))
-                }
-                items.append(options)
-            }
-        }
-        let baseline = try memory.baselineTotalBytes(layerCount: settings.layers.count, contextLength: settings.contextLength,
-                                                     batch: settings.batch)
-        let result = try BudgetAllocator.solve(items, budget: baseline * percent / 100)
+        let info = state.resources.info
+        let tune = tuneSettings(settings, basis: model.basisKind)
+        let memory = try BiBranchMemoryModel(kvSize: info.kvSize, hiddenSize: info.hiddenSize, window: tune.window,
+                                             groupSize: tune.groupSize, basis: tune.basis)
+        let quantized = tune.bitsChoices.filter { $0 < 16 && !model.isFilled(bits: $0, groupSize: tune.groupSize) }
+        try model.fillQuantizedTables(bits: quantized, groupSize: tune.groupSize,
+                                      progress: { d, t in progress(0.95 * Double(d) / Double(max(t, 1))) }, cancellation: flag)
+        let baseline = try memory.baselineTotalBytes(layerCount: info.layerCount, contextLength: tune.contextLength)
+        let plan = try KVTuner.tune(model, layerCount: info.layerCount, kvSize: info.kvSize, memory: memory,
+                                    settings: tune, budget: baseline * percent / 100)
         var s = settings
-        for (i, choice) in result.choices.enumerated() {
-            s.layers[i / 2][i % 2 == 0 ? .k : .v].rank = choice + 1
+        for l in plan.layers where s.layers.indices.contains(l.layer) {
+            s.layers[l.layer] = LayerChoice(k: BranchChoice(rank: l.k.rank, bits: l.k.bits), v: BranchChoice(rank: l.v.rank, bits: l.v.bits))
         }
-        let note = String(format: "allocated ranks under %.1f%% of fp16 (%@ cost)", percent, usesKV ? "e_kv" : "e_w")
+        let note = String(format: "allocated ranks and bits under %.1f%% of fp16 (%.1f%% used, relative e_kv %.4f)", percent,
+                          100 * plan.bytes / baseline, (plan.totalCost / max(plan.totalEnergy, .leastNonzeroMagnitude)).squareRoot())
         return .allocation(s, note: note)
     }
 
-    /// Bits per matrix minimizing Σ relerr²·‖W‖² at an average of `bitsPerWeight` bits.
+    /// Bits per matrix minimizing Σ relerr²·‖W‖² at an average of `bitsPerWeight` bits, over the
+    /// bit-widths whose errors are known for every matrix (and fp16).
     static func weightBudget(bitsPerWeight: Double, settings: ExplorerSettings, state: ExplorerState) throws -> JobOutcome {
-        let choices = Explorer.weightChoices(settings)
-        let bitOptions = Array(2...8)
+        let resources = state.resources
+        let sessionChoices = Explorer.weightChoices(settings, resources: resources)
+            ?? ErrorTableChoices(bits: [], groupSizes: [], outlierFractions: [])
+        func entry(_ t: WeightTensor, _ b: Int) -> (entry: ErrorTable.Entry, weightNormSquared: Double)? {
+            resources.weightEntry(tensor: t, bits: b, groupSize: settings.weightGroupSize,
+                                  outlierFraction: settings.outlierFraction, sessionChoices: sessionChoices)
+        }
+        let bitOptions = Array(2...8).filter { b in resources.tensors.allSatisfy { entry($0, b) != nil } }
+        guard !bitOptions.isEmpty else {
+            throw KVCompressionError.invalidArgument("weight error tables are still being computed")
+        }
         var items: [[AllocationOption]] = []
         var parameters = 0
-        for t in state.resources.tensors {
-            guard let table = state.resources.weightTables.table(named: t.name, choices: choices) else {
-                throw KVCompressionError.invalidArgument("weight error tables are still being computed")
-            }
-            var options = bitOptions.compactMap { b -> AllocationOption? in
-                guard let e = table.entry(bits: b, groupSize: settings.weightGroupSize, outlierFraction: settings.outlierFraction) else { return nil }
-                return AllocationOption(bytes: e.bytes, cost: e.relativeError * e.relativeError * table.weightNormSquared)
+        for t in resources.tensors {
+            var options: [AllocationOption] = []
+            for b in bitOptions {
+                guard let (e, norm) = entry(t, b) else { continue }
+                options.append(AllocationOption(bytes: e.bytes, cost: e.relativeError * e.relativeError * norm))
             }
             options.append(AllocationOption(bytes: Double(t.count) * 2, cost: 0))
             items.append(options)

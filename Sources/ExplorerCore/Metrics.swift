@@ -84,11 +84,14 @@ public enum ExplorerMetrics {
         }
         guard let scheme = try? QuantizationScheme(bits: bits, groupSize: state.settings.weightGroupSize,
                                                    outlierFraction: state.settings.outlierFraction) else { return nil }
-        let choices = Explorer.weightChoices(state.settings)
+        let sessionChoices = Explorer.weightChoices(state.settings, resources: state.resources)
+            ?? ErrorTableChoices(bits: [], groupSizes: [], outlierFractions: [])
         var error = ErrorEstimate.pending
-        if let table = state.resources.weightTables.table(named: t.name, choices: choices),
-           let e = table.entry(bits: bits, groupSize: state.settings.weightGroupSize, outlierFraction: state.settings.outlierFraction) {
-            error = .ready(e.relativeError)
+        if let e = state.resources.weightEntry(tensor: t, bits: bits, groupSize: state.settings.weightGroupSize,
+                                               outlierFraction: state.settings.outlierFraction, sessionChoices: sessionChoices) {
+            error = .ready(e.entry.relativeError)
+        } else if !state.resources.info.canComputeWeightTables {
+            error = .unavailable("not in the shipped tables, and the source model is absent")
         }
         return WeightFigures(bytes: scheme.bytes(rows: t.rows, cols: t.cols),
                              bitsPerWeight: scheme.bitsPerWeight(rows: t.rows, cols: t.cols), relativeError: error)
@@ -102,6 +105,56 @@ public enum ExplorerMetrics {
             count += state.resources.tensors[i].count
         }
         return (bytes, count > 0 ? 8 * bytes / Double(count) : 0, Double(count) * 2)
+    }
+
+    /// Figures of one role's matrices in Weights mode.
+    public struct WeightRoleFigures: Sendable, Equatable {
+        public var role: String
+        public var count: Int
+        /// The bits shared by every matrix of the role (nil when they differ).
+        public var bits: Int?
+        /// √(Σ‖W − Ŵ‖²/Σ‖W‖²) over the role's matrices (what `kvscope quantize` reports per role).
+        public var relativeError: ErrorEstimate
+        public var bytes: Double
+    }
+
+    /// Per-role aggregates, in q, k, v, o, gate, up, down order.
+    public static func weightRoles(_ state: ExplorerState) -> [WeightRoleFigures] {
+        let sessionChoices = Explorer.weightChoices(state.settings, resources: state.resources)
+            ?? ErrorTableChoices(bits: [], groupSizes: [], outlierFractions: [])
+        var out: [WeightRoleFigures] = []
+        for role in WeightTensor.roles.map(\.rawValue) {
+            var count = 0, bytes = 0.0, errorSquared = 0.0, norm = 0.0
+            var bitsSeen = Set<Int>()
+            var error: ErrorEstimate?
+            for (i, t) in state.resources.tensors.enumerated() where t.role == role && state.settings.weights.indices.contains(i) {
+                let b = state.settings.weights[i].bits
+                count += 1
+                bitsSeen.insert(b)
+                bytes += weight(state, tensor: i)?.bytes ?? 0
+                if b == 16 {
+                    // fp16 is exact; its norm still counts (it needs a table to know it).
+                    if let (_, n) = state.resources.weightEntry(tensor: t, bits: 4, groupSize: state.settings.weightGroupSize,
+                                                                outlierFraction: state.settings.outlierFraction,
+                                                                sessionChoices: sessionChoices) { norm += n } else if error == nil {
+                        error = .pending
+                    }
+                } else if let (e, n) = state.resources.weightEntry(tensor: t, bits: b, groupSize: state.settings.weightGroupSize,
+                                                                   outlierFraction: state.settings.outlierFraction,
+                                                                   sessionChoices: sessionChoices) {
+                    errorSquared += e.relativeError * e.relativeError * n
+                    norm += n
+                } else if error == nil {
+                    error = weight(state, tensor: i)?.relativeError ?? .pending
+                }
+            }
+            guard count > 0 else { continue }
+            if bitsSeen == [16] { error = .unavailable("fp16") }
+            out.append(WeightRoleFigures(role: role, count: count, bits: bitsSeen.count == 1 ? bitsSeen.first : nil,
+                                         relativeError: error ?? .ready(norm > 0 ? (errorSquared / norm).squareRoot() : 0),
+                                         bytes: bytes))
+        }
+        return out
     }
 
     /// An error as shown: 4 decimals, "…" while pending, "—" when it cannot be known.

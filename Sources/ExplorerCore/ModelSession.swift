@@ -124,6 +124,27 @@ public final class ModelSession: Sendable {
         }
     }
 
+    /// The bundle's weight-quantization error tables as a list (nil when a model file was opened).
+    /// - Throws: ``TensorFileError`` for a damaged tables file.
+    public func bundledWeightTables() throws -> [ErrorTable]? {
+        guard let bundle, let dir = bundleDirectory else { return nil }
+        let file = URL(fileURLWithPath: dir).appendingPathComponent(bundle.files.weight_errors)
+        do {
+            return try JSONDecoder().decode([ErrorTable].self, from: Data(contentsOf: file))
+        } catch {
+            throw TensorFileError(path: file.path, "not a weight error table file (\(error))")
+        }
+    }
+
+    /// The file holding every layer weight matrix: the opened model, or a bundle's source model when
+    /// present (nil without it: a bundle's kv.gguf holds only W_k and W_v).
+    /// - Throws: ``TensorFileError`` when the source model is present but unreadable.
+    public func weightModel() throws -> OpenedModel? {
+        guard isBundle else { return opened }
+        guard let full = fullModelPath else { return nil }
+        return try openModel(path: full)
+    }
+
     /// Loads the full model for inference (dequantized once) with its tokenizer.
     /// - Throws: ``TensorFileError`` when the full model is absent (a bundle without its source) or
     ///   unreadable; ``InferenceError`` for an unsupported model.

@@ -96,13 +96,9 @@ public enum Explorer {
         case .applyToAll:
             if state.mode == .weights {
                 guard state.settings.weights.indices.contains(state.selectedTensor) else { break }
-                let role = state.resources.tensors[state.selectedTensor].role
                 let bits = state.settings.weights[state.selectedTensor].bits
-                let tensors = state.resources.tensors
-                edit(&state) { s in
-                    for (i, t) in tensors.enumerated() where t.role == role { s.weights[i].bits = bits }
-                }
-                state.status = "applied \(bits) bits to every \(role) matrix"
+                edit(&state) { s in for i in s.weights.indices { s.weights[i].bits = bits } }
+                state.status = "applied \(bits) bits to all \(state.settings.weights.count) matrices"
                 return weightTableEffects(&state)
             }
             guard state.settings.layers.indices.contains(state.selectedLayer) else { break }
@@ -111,6 +107,7 @@ public enum Explorer {
             state.status = "applied layer \(state.selectedLayer)'s K and V setting to all layers"
             return kvTableEffects(&state)
         case .askBudget:
+            if state.jobs.contains(where: { $0.kind == .budget }) { state.status = "a budget allocation is already running"; break }
             if state.mode == .weights {
                 state.overlay = .prompt(Prompt(purpose: .budget, title: "Average bits per weight", text: "4"))
             } else {
@@ -141,6 +138,10 @@ public enum Explorer {
         case .cycleTheme:
             if !state.themeNames.isEmpty { state.themeIndex = (state.themeIndex + 1) % state.themeNames.count }
             state.status = "theme: \(state.themeName)"
+            if let warning = state.themeWarnings[state.themeName], !state.warnedThemes.contains(state.themeName) {
+                state.warnedThemes.insert(state.themeName)
+                state.status = warning
+            }
         case .toggleHelp:
             state.overlay = state.overlay == .help ? nil : .help
         case .quit:
@@ -194,6 +195,9 @@ public enum Explorer {
                 return kvTableEffects(&state)
             case .tablesFilled:
                 state.status = "\(job?.kind.rawValue ?? "tables") ready"
+                // Settings may have moved on while this job ran: fill what they use now.
+                if job?.kind == .kvTables { return kvTableEffects(&state) }
+                if job?.kind == .weightTables && state.mode == .weights { return weightTableEffects(&state) }
             case .perplexity(let compressed, let baseline, let tokens):
                 state.perplexity = PerplexityFigures(compressed: compressed, baseline: baseline, tokens: tokens,
                                                      settings: state.settings)
@@ -253,15 +257,24 @@ public enum Explorer {
         return effects
     }
 
-    /// The weight-table grid for the current group and outlier fraction.
-    public static func weightChoices(_ settings: ExplorerSettings) -> ErrorTableChoices {
-        ErrorTableChoices(bits: Array(2...8), groupSizes: [settings.weightGroupSize],
-                               outlierFractions: [settings.outlierFraction], mode: .asymmetric)
+    /// The weight-table grid the session computes for the current group and outlier fraction: bits
+    /// 2…8 (asymmetric) less those the shipped tables already hold; nil when they hold them all.
+    public static func weightChoices(_ settings: ExplorerSettings, resources: ExplorerResources) -> ErrorTableChoices? {
+        var bits = Array(2...8)
+        if let shipped = resources.weightChoices, shipped.mode == .asymmetric,
+           shipped.groupSizes.contains(settings.weightGroupSize), shipped.outlierFractions.contains(settings.outlierFraction) {
+            bits.removeAll { shipped.bits.contains($0) }
+        }
+        guard !bits.isEmpty else { return nil }
+        return ErrorTableChoices(bits: bits, groupSizes: [settings.weightGroupSize],
+                                 outlierFractions: [settings.outlierFraction], mode: .asymmetric)
     }
 
-    /// Starts filling weight error tables for the current grid when some are missing.
+    /// Starts filling weight error tables for the current grid when some are missing and the
+    /// matrices can be read.
     static func weightTableEffects(_ state: inout ExplorerState) -> [ExplorerEffect] {
-        let choices = weightChoices(state.settings)
+        guard state.resources.info.canComputeWeightTables,
+              let choices = weightChoices(state.settings, resources: state.resources) else { return [] }
         let cache = state.resources.weightTables
         let missing = state.resources.tensors.contains { cache.table(named: $0.name, choices: choices) == nil }
         guard missing, !state.jobs.contains(where: { $0.kind == .weightTables }) else { return [] }
@@ -282,6 +295,10 @@ public enum Explorer {
             }
             guard value <= 100 else { state.status = "a budget is a percentage of fp16 bytes, at most 100"; return [] }
             guard state.resources.errorModel != nil else { state.status = "the error model is still being built"; return [] }
+            guard state.resources.kvSpectra != nil else {
+                state.status = "a KV budget needs e_kv, from calibration statistics; this session has none"
+                return []
+            }
             return [start(&state, .kvBudget(percent: value, settings: state.settings))]
         case .exportName:
             guard !text.isEmpty else { state.status = "no name given; not exported"; return [] }

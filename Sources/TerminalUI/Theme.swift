@@ -139,3 +139,87 @@ extension StringProtocol {
         return String(s)
     }
 }
+
+/// The terminal colors of one style at a color depth: palette indices (nil: no color) and whether
+/// the cell is drawn in reverse video.
+public struct TerminalColors: Equatable, Sendable {
+    /// The foreground palette index, or nil without colors.
+    public var foreground: Int?
+    /// The background palette index, or nil without colors.
+    public var background: Int?
+    /// Whether to draw in reverse video.
+    public var reverse: Bool
+
+    /// Colors of a cell.
+    public init(foreground: Int?, background: Int?, reverse: Bool) {
+        self.foreground = foreground
+        self.background = background
+        self.reverse = reverse
+    }
+}
+
+/// How themes degrade: 24-bit theme colors to the 256-, 16- or 8-color palette, or to attributes only
+/// (NO_COLOR or a terminal without colors). Pure, so the degradation is tested without a terminal.
+public enum ColorMapping {
+    /// Backgrounds that mark something (the header, the selection, the status bar): when the palette
+    /// cannot tell them from the screen background they become reverse video.
+    public static let emphasisBackgrounds: Set<ColorRole> = [.selection, .header, .statusBar]
+
+    /// The palette index of `color` at `depth` (nil for ``ColorDepth/none``).
+    public static func index(_ color: RGB, depth: ColorDepth) -> Int? {
+        switch depth {
+        case .none: return nil
+        case .palette256: return ColorReduction.xterm256(color)
+        case .sixteen: return ColorReduction.ansi(color, count: 16)
+        case .eight: return ColorReduction.ansi(color, count: 8)
+        }
+    }
+
+    /// The colors of `style` under `theme` at `depth`:
+    /// - no colors: emphasis backgrounds become reverse video;
+    /// - an emphasis background that reduces to the screen background's color becomes reverse video;
+    /// - a foreground that reduces to its background's color becomes black or white, whichever contrasts.
+    public static func colors(for style: Style, theme: Theme, depth: ColorDepth) -> TerminalColors {
+        let emphasis = emphasisBackgrounds.contains(style.background)
+        guard depth != .none,
+              var fg = index(theme.color(style.foreground), depth: depth),
+              let bg = index(theme.color(style.background), depth: depth),
+              let screen = index(theme.color(.background), depth: depth) else {
+            return TerminalColors(foreground: nil, background: nil, reverse: style.reverse != emphasis)
+        }
+        if emphasis && bg == screen && style.background != .background {
+            // Reverse of (text color on the screen background): the row stands out as a bar.
+            let text = fg == screen ? contrasting(screen, depth: depth) : fg
+            return TerminalColors(foreground: text, background: screen, reverse: !style.reverse)
+        }
+        if fg == bg && style.foreground != style.background { fg = contrasting(bg, depth: depth) }
+        return TerminalColors(foreground: fg, background: bg, reverse: style.reverse)
+    }
+
+    /// Black or white (the palette's bright white with 16 colors or more), whichever contrasts with `index`.
+    static func contrasting(_ index: Int, depth: ColorDepth) -> Int {
+        let light = isLight(index)
+        if light { return 0 }
+        return depth == .eight ? 7 : 15
+    }
+
+    /// Whether palette color `index` is light (luma above one half).
+    static func isLight(_ index: Int) -> Bool {
+        let ansi: [(Int, Int, Int)] = [
+            (0, 0, 0), (205, 0, 0), (0, 205, 0), (205, 205, 0), (0, 0, 238), (205, 0, 205), (0, 205, 205), (229, 229, 229),
+            (127, 127, 127), (255, 0, 0), (0, 255, 0), (255, 255, 0), (92, 92, 255), (255, 0, 255), (0, 255, 255), (255, 255, 255),
+        ]
+        let rgb: (Int, Int, Int)
+        if index < 16 {
+            rgb = ansi[max(0, index)]
+        } else if index < 232 {
+            let levels = [0, 95, 135, 175, 215, 255]
+            let i = index - 16
+            rgb = (levels[i / 36], levels[(i / 6) % 6], levels[i % 6])
+        } else {
+            let v = 8 + 10 * (index - 232)
+            rgb = (v, v, v)
+        }
+        return 299 * rgb.0 + 587 * rgb.1 + 114 * rgb.2 > 128_000
+    }
+}

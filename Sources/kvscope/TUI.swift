@@ -56,15 +56,19 @@ enum TUIApp {
             names.insert(theme, at: 0)
         }
         var themes: [Theme] = []
-        var warnings: [String] = []
+        var warnings: [String: String] = [:]
         for n in names {
             let (t, w) = ThemeFiles.load(n, directories: dirs)
             themes.append(t)
-            if n == names[0] { warnings += w }  // warn once, about the theme in use
+            // One line per theme; it shows once, when the theme is first in use.
+            if !w.isEmpty { warnings[t.name] = w.count == 1 ? w[0] : w[0] + " (+\(w.count - 1) more)" }
         }
-        var state = ExplorerState(resources: resources, themeNames: themes.map(\.name),
-                                  status: warnings.first ?? "Press ? for help.")
-        if !session.hyperparameters.architecture.isEmpty, resources.kvSpectra == nil, warnings.isEmpty {
+        var state = ExplorerState(resources: resources, themeNames: themes.map(\.name), status: "Press ? for help.")
+        state.themeWarnings = warnings
+        if let first = themes.first?.name, let w = warnings[first] {
+            state.status = w
+            state.warnedThemes.insert(first)
+        } else if resources.kvSpectra == nil {
             state.status = "weights spectra (no calibration statistics: e_kv shows —). Press ? for help."
         }
         let jobs = ExplorerJobs(session: session, calibration: calibration,
@@ -98,6 +102,7 @@ enum TUIApp {
             let size = terminal.size
             if size != lastSize {
                 lastSize = size
+                terminal.invalidate()
                 runtime.send(.resize(width: size.width, height: size.height))
                 dirty = true
             }

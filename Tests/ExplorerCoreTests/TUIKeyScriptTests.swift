@@ -190,6 +190,17 @@ import Testing
         #expect(seen == ["default", "light", "high-contrast", "mono", "default"])
     }
 
+    /// A theme file with unknown keys warns in the status line the first time it is used, once.
+    @Test func themeWarningsShowOncePerTheme() throws {
+        var s = try TUIFixture.state()
+        s.themeWarnings = ["light": "theme light: unknown key 'sparkle'"]
+        TUIFixture.press([.character("t")], &s)
+        #expect(s.themeName == "light" && s.status == "theme light: unknown key 'sparkle'")
+        #expect(Explorer.view(s, width: 120, height: 40).text.contains("unknown key 'sparkle'"))
+        TUIFixture.press([.character("t"), .character("t"), .character("t"), .character("t")], &s)
+        #expect(s.themeName == "light" && s.status == "theme: light")
+    }
+
     @Test func mouseClickSelectsALayer() throws {
         var s = try TUIFixture.state()
         // Table rows start below the header (2), the box edge (1) and the column headings (1).
