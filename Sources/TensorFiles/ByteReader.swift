@@ -76,11 +76,13 @@ extension String {
 
 /// Overflow-checked products and sums for sizes that come from files.
 public enum CheckedSize {
-    /// The product of `dims`, or nil if any is negative or the product overflows.
+    /// The product of `dims`, or nil if any is negative or the product overflows. A zero anywhere
+    /// makes it 0 whatever the order (partial products of the others are not formed).
     public static func product(_ dims: [Int]) -> Int? {
+        guard dims.allSatisfy({ $0 >= 0 }) else { return nil }
+        if dims.contains(0) { return 0 }
         var p = 1
         for d in dims {
-            guard d >= 0 else { return nil }
             let (r, o) = p.multipliedReportingOverflow(by: d)
             if o { return nil }
             p = r

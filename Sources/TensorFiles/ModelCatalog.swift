@@ -224,9 +224,9 @@ public struct ModelCatalog: Sendable, Equatable {
             values = m.transposed.storage
         }
         guard let rows = entry.rows else { return values }
-        let rowWidth = entry.shape.dropFirst().reduce(1, *)
-        let lo = rows.lowerBound * rowWidth, hi = rows.upperBound * rowWidth
-        guard lo >= 0, hi <= values.count else {
+        guard let rowWidth = CheckedSize.product(Array(entry.shape.dropFirst())),
+              let lo = CheckedSize.multiply(rows.lowerBound, rowWidth), let hi = CheckedSize.multiply(rows.upperBound, rowWidth),
+              hi <= values.count else {
             throw TensorFileError(path: file.path, "rows \(rows) are outside the tensor", at: "tensor \(entry.name)")
         }
         return Array(values[lo..<hi])

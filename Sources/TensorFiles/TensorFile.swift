@@ -20,8 +20,9 @@ public struct TensorInfo: Sendable, Equatable {
         self.byteCount = byteCount
     }
 
-    /// Number of elements.
-    public var elementCount: Int { shape.reduce(1, *) }
+    /// Number of elements: 0 when any dimension is 0, in any order. (The readers reject shapes whose
+    /// product does not fit in an Int; for such a hand-made shape this is 0 rather than a trap.)
+    public var elementCount: Int { CheckedSize.product(shape) ?? 0 }
 }
 
 /// A model file opened lazily: headers are parsed on open, tensor data is read on demand.

@@ -36,7 +36,33 @@ import Testing
         #expect(throws: TensorFileError.self, "\(path)") { try Self.open(path) }
     }
 
+    /// The fuzzers' finds, replayed through the same calls as the fuzz targets (parse, then
+    /// dequantize every small tensor, then the catalog): each must end in a value or a typed error.
+    static let ggufRegressions = files("regressions/gguf")
+
+    @Test(arguments: ggufRegressions)
+    func ggufRegressionReplaysTheFuzzTarget(path: String) throws {
+        let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let file = data.withUnsafeBytes { MappedFile(copying: $0, path: path) }
+        guard let gguf = try? GGUFFile(mapping: file) else { return }
+        for t in gguf.tensors where t.byteCount <= 1 << 20 {
+            if let values = try? gguf.floats(t) { #expect(values.count == t.elementCount) }
+        }
+        _ = try? ModelCatalog(tensors: gguf.tensors, metadata: gguf.compactMetadata(), path: path)
+    }
+
+    /// `fuzz_zero_dim_then_overflow.gguf` (FuzzGGUF): ggml dims [0, 2.5e14, 2.2e17] passed the reader's
+    /// product check (0 first), but the shape's product in PyTorch order multiplied the two huge
+    /// dimensions first and trapped on overflow in `floats`.
+    @Test func aZeroDimensionMakesAnEmptyTensorInAnyOrder() {
+        let info = TensorInfo(name: "t", shape: [1 << 40, 1 << 40, 0], dtype: "F32", byteOffset: 0, byteCount: 0)
+        #expect(info.elementCount == 0)
+        #expect(CheckedSize.product([1 << 40, 1 << 40, 0]) == 0)
+        #expect(CheckedSize.product([1 << 40, 1 << 40]) == nil)
+    }
+
     @Test func theCorpusIsThere() {
+        #expect(Self.files("regressions/gguf").count >= 1)
         #expect(Self.files("gguf").count >= 29)
         #expect(Self.files("catalog").count == 5)
     }
