@@ -111,9 +111,14 @@ extension PackedMatrix {
     ///   - threads: worker count (default: the active processor count).
     /// - Throws: ``QuantizationError/shapeMismatch(_:)`` when `x.count != cols`.
     public func multiply(_ x: [Float], threads: Int? = nil) throws -> [Float] {
+        try multiply(x, threads: threads, kernel: .automatic)
+    }
+
+    /// y = Ŵx with a chosen 4-bit kernel; see ``multiply(_:threads:)``.
+    func multiply(_ x: [Float], threads: Int? = nil, kernel: GEMVKernel) throws -> [Float] {
         var y = [Float](repeating: 0, count: rows)
         try x.withUnsafeBufferPointer { xp in
-            try y.withUnsafeMutableBufferPointer { yp in try multiply(xp, into: yp, threads: threads) }
+            try y.withUnsafeMutableBufferPointer { yp in try multiply(xp, into: yp, threads: threads, kernel: kernel) }
         }
         return y
     }
@@ -122,6 +127,12 @@ extension PackedMatrix {
     /// - Throws: ``QuantizationError/shapeMismatch(_:)`` when `x.count != cols` or `y.count != rows`.
     public func multiply(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableBufferPointer<Float>,
                          threads: Int? = nil) throws {
+        try multiply(x, into: y, threads: threads, kernel: .automatic)
+    }
+
+    /// y = Ŵx with a chosen 4-bit kernel (tests run both the AVX2 kernel and the portable fallback).
+    func multiply(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableBufferPointer<Float>,
+                  threads: Int?, kernel: GEMVKernel) throws {
         guard x.count == cols, y.count == rows else {
             throw QuantizationError.shapeMismatch("Ŵ is \(rows)x\(cols), x has \(x.count), y has \(y.count)")
         }
@@ -142,7 +153,7 @@ extension PackedMatrix {
         }
         let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         if usesNibbleKernel {
-            xsum.withUnsafeBufferPointer { multiplyNibbles(x, $0, into: y, workers: workers) }
+            xsum.withUnsafeBufferPointer { multiplyNibbles(x, $0, into: y, workers: workers, kernel: kernel) }
             addOutlierCorrections(x, into: y)
             return
         }

@@ -1,0 +1,169 @@
+// AVX2 + FMA + F16C kernels of the 4-bit fused dequant-GEMV; see FusedGEMV4.swift for the math.
+//
+// Every function that uses those instructions carries a target attribute, so the file builds
+// without any -m flag and the rest of the program stays portable; Swift calls these only after
+// cq_has_avx2_kernels() said yes.
+#include "CQuantKernels.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define CQ_TARGET __attribute__((target("avx2,fma,f16c")))
+#define CQ_INLINE static inline __attribute__((always_inline)) CQ_TARGET
+
+/// Rows that share each load of x in the main loop.
+#ifndef CQ_ROW_BLOCK
+#define CQ_ROW_BLOCK 4
+#endif
+/// Bytes ahead of the current position that the code streams are prefetched.
+#ifndef CQ_PREFETCH_BYTES
+#define CQ_PREFETCH_BYTES 768
+#endif
+
+int cq_has_avx2_kernels(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((ecx & (fma | osxsave | avx | f16c)) != (fma | osxsave | avx | f16c)) return 0;
+    unsigned int xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 6u) != 6u) return 0;  // the OS saves XMM and YMM state
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    return (ebx & (1u << 5)) != 0;  // AVX2
+}
+
+/// Codes of step t of a pair as floats: the nibble masked in place (value u·16ᵗ, exact) or, for
+/// t = 7, shifted down; symmetric codes subtract the bias M·16ᵗ (M for t = 7) as integers first.
+CQ_INLINE __m256 cq_step_floats(__m256i v, int t, __m256i bias, int symmetric) {
+    __m256i u = t < 7 ? _mm256_and_si256(v, _mm256_set1_epi32(0xF << (4 * t))) : _mm256_srli_epi32(v, 28);
+    if (symmetric) u = _mm256_sub_epi32(u, bias);
+    return _mm256_cvtepi32_ps(u);
+}
+
+CQ_INLINE double cq_sum_lanes(__m256 v) {
+    __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+    return _mm_cvtsd_f64(h) + _mm_cvtsd_f64(_mm_unpackhi_pd(h, h));
+}
+
+/// Σ_g fp16(minima[g]) · xsum[g]: the offset term of one row.
+CQ_INLINE double cq_offset_term(const uint16_t *minima, const float *xsum, size_t groups) {
+    if (!minima) return 0;
+    __m256 acc = _mm256_setzero_ps();
+    size_t g = 0;
+    for (; g + 8 <= groups; g += 8) {
+        __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(minima + g)));
+        acc = _mm256_fmadd_ps(m, _mm256_loadu_ps(xsum + g), acc);
+    }
+    double sum = cq_sum_lanes(acc);
+    for (; g < groups; g++) sum += (double)(_cvtsh_ss(minima[g]) * xsum[g]);
+    return sum;
+}
+
+CQ_INLINE __m256i cq_bias(int32_t m, int t) { return _mm256_set1_epi32(t < 7 ? m << (4 * t) : m); }
+
+/// R rows (R ≤ CQ_ROW_BLOCK) starting at r0, groups of whole 64-code pairs (or per channel).
+/// Each step's x vector is loaded once for all R rows; each row keeps two accumulator chains.
+CQ_INLINE void cq_rows_whole_pairs(const cq_gemv4_problem *p, size_t r0, int R, int symmetric) {
+    const size_t gpr = p->groups_per_row, ppr = p->pairs_per_row, ppg = p->chunks_per_group / 2;
+    const __m256i *w[CQ_ROW_BLOCK];
+    __m256 scaled[CQ_ROW_BLOCK];
+    for (int r = 0; r < R; r++) {
+        w[r] = (const __m256i *)(p->words + (r0 + r) * p->words_per_row);
+        scaled[r] = _mm256_setzero_ps();
+    }
+    for (size_t g = 0; g < gpr; g++) {
+        __m256 a[CQ_ROW_BLOCK][2];
+        for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+        const size_t k1 = (g + 1) * ppg < ppr ? (g + 1) * ppg : ppr;
+        for (size_t k = g * ppg; k < k1; k++) {
+            __m256i v[CQ_ROW_BLOCK];
+            for (int r = 0; r < R; r++) {
+                _mm_prefetch((const char *)(w[r] + k) + CQ_PREFETCH_BYTES, _MM_HINT_T0);
+                v[r] = _mm256_loadu_si256(w[r] + k);
+            }
+            const float *xk = p->xp + 64 * k;
+            for (int t = 0; t < 8; t++) {
+                const __m256 x = _mm256_loadu_ps(xk + 8 * t);
+                const __m256i bias = cq_bias(p->bias, t);
+                for (int r = 0; r < R; r++)
+                    a[r][t & 1] = _mm256_fmadd_ps(cq_step_floats(v[r], t, bias, symmetric), x, a[r][t & 1]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            const __m256 s = _mm256_set1_ps(_cvtsh_ss(p->scales[(r0 + r) * gpr + g]));
+            scaled[r] = _mm256_fmadd_ps(s, _mm256_add_ps(a[r][0], a[r][1]), scaled[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const uint16_t *minima = p->minima ? p->minima + (r0 + r) * gpr : 0;
+        p->y[r0 + r] = (float)(cq_sum_lanes(scaled[r]) + cq_offset_term(minima, p->xsum, gpr));
+    }
+}
+
+/// One row whose groups hold an odd number of 32-code chunks: a pair's two halves may belong to two
+/// groups, so each pair is scaled lane-wise (low half: chunk 2k, high half: chunk 2k + 1).
+CQ_INLINE void cq_row_split_pairs(const cq_gemv4_problem *p, size_t r, int symmetric) {
+    const size_t gpr = p->groups_per_row, cpg = p->chunks_per_group;
+    const __m256i *w = (const __m256i *)(p->words + r * p->words_per_row);
+    const uint16_t *scales = p->scales + r * gpr;
+    __m256 scaled = _mm256_setzero_ps();
+    for (size_t k = 0; k < p->pairs_per_row; k++) {
+        const __m256i v = _mm256_loadu_si256(w + k);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int t = 0; t < 8; t += 2) {
+            a0 = _mm256_fmadd_ps(cq_step_floats(v, t, cq_bias(p->bias, t), symmetric),
+                                 _mm256_loadu_ps(p->xp + 64 * k + 8 * t), a0);
+            a1 = _mm256_fmadd_ps(cq_step_floats(v, t + 1, cq_bias(p->bias, t + 1), symmetric),
+                                 _mm256_loadu_ps(p->xp + 64 * k + 8 * t + 8), a1);
+        }
+        const size_t g0 = 2 * k / cpg, g1 = (2 * k + 1) / cpg;
+        const float s0 = _cvtsh_ss(scales[g0]), s1 = g1 < gpr ? _cvtsh_ss(scales[g1]) : 0.0f;  // padding chunk: zeros
+        scaled = _mm256_fmadd_ps(_mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0)), _mm256_add_ps(a0, a1), scaled);
+    }
+    const uint16_t *minima = p->minima ? p->minima + r * gpr : 0;
+    p->y[r] = (float)(cq_sum_lanes(scaled) + cq_offset_term(minima, p->xsum, gpr));
+}
+
+// Specializations: the row count of a block and the symmetric flag are compile-time constants.
+CQ_TARGET static void cq_block_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, CQ_ROW_BLOCK, 0); }
+CQ_TARGET static void cq_block_symmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, CQ_ROW_BLOCK, 1); }
+CQ_TARGET static void cq_row_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, 1, 0); }
+CQ_TARGET static void cq_row_symmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, 1, 1); }
+CQ_TARGET static void cq_split_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_row_split_pairs(p, r, 0); }
+CQ_TARGET static void cq_split_symmetric(const cq_gemv4_problem *p, size_t r) { cq_row_split_pairs(p, r, 1); }
+
+CQ_TARGET void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1) {
+    const int symmetric = p->bias != 0;
+    size_t r = row0;
+    if (p->chunks_per_group % 2 != 0) {
+        for (; r < row1; r++) (symmetric ? cq_split_symmetric : cq_split_asymmetric)(p, r);
+        return;
+    }
+    for (; r + CQ_ROW_BLOCK <= row1; r += CQ_ROW_BLOCK) (symmetric ? cq_block_symmetric : cq_block_asymmetric)(p, r);
+    for (; r < row1; r++) (symmetric ? cq_row_symmetric : cq_row_asymmetric)(p, r);
+}
+
+CQ_TARGET uint64_t cq_read_stream_avx2(const void *base, size_t bytes) {
+    const __m256i *p = (const __m256i *)base;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 8 <= bytes / 32; i += 8) {
+        a0 = _mm256_add_epi64(a0, _mm256_add_epi64(_mm256_load_si256(p + i), _mm256_load_si256(p + i + 1)));
+        a1 = _mm256_add_epi64(a1, _mm256_add_epi64(_mm256_load_si256(p + i + 2), _mm256_load_si256(p + i + 3)));
+        a2 = _mm256_add_epi64(a2, _mm256_add_epi64(_mm256_load_si256(p + i + 4), _mm256_load_si256(p + i + 5)));
+        a3 = _mm256_add_epi64(a3, _mm256_add_epi64(_mm256_load_si256(p + i + 6), _mm256_load_si256(p + i + 7)));
+    }
+    __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return (uint64_t)_mm_cvtsi128_si64(h) + (uint64_t)_mm_extract_epi64(h, 1);
+}
+
+#else  // not x86-64: no AVX2 kernels; Swift runs its portable kernel.
+
+int cq_has_avx2_kernels(void) { return 0; }
+void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1) { (void)p; (void)row0; (void)row1; }
+uint64_t cq_read_stream_avx2(const void *base, size_t bytes) { (void)base; (void)bytes; return 0; }
+
+#endif
