@@ -85,12 +85,17 @@ CQ_INLINE void cq_rows_whole_pairs(const cq_gemv4_problem *p, size_t r0, int R, 
                 v[r] = _mm256_loadu_si256(w[r] + k);
             }
             const float *xk = p->xp + 64 * k;
-            for (int t = 0; t < 8; t++) {
-                const __m256 x = _mm256_loadu_ps(xk + 8 * t);
-                const __m256i bias = cq_bias(p->bias, t);
-                for (int r = 0; r < R; r++)
-                    a[r][t & 1] = _mm256_fmadd_ps(cq_step_floats(v[r], t, bias, symmetric), x, a[r][t & 1]);
-            }
+            // The eight steps are spelled out: SwiftPM builds C at -O2, which keeps a loop over t
+            // (variable masks, accumulators in memory); unrolled, everything stays in registers.
+#define CQ_STEP(t)                                                                                       \
+    do {                                                                                                 \
+        const __m256 x = _mm256_loadu_ps(xk + 8 * (t));                                                  \
+        const __m256i bias = cq_bias(p->bias, (t));                                                      \
+        for (int r = 0; r < R; r++)                                                                      \
+            a[r][(t) & 1] = _mm256_fmadd_ps(cq_step_floats(v[r], (t), bias, symmetric), x, a[r][(t) & 1]); \
+    } while (0)
+            CQ_STEP(0); CQ_STEP(1); CQ_STEP(2); CQ_STEP(3); CQ_STEP(4); CQ_STEP(5); CQ_STEP(6); CQ_STEP(7);
+#undef CQ_STEP
         }
         for (int r = 0; r < R; r++) {
             const __m256 s = _mm256_set1_ps(_cvtsh_ss(p->scales[(r0 + r) * gpr + g]));
@@ -113,18 +118,52 @@ CQ_INLINE void cq_row_split_pairs(const cq_gemv4_problem *p, size_t r, int symme
     for (size_t k = 0; k < p->pairs_per_row; k++) {
         const __m256i v = _mm256_loadu_si256(w + k);
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        for (int t = 0; t < 8; t += 2) {
-            a0 = _mm256_fmadd_ps(cq_step_floats(v, t, cq_bias(p->bias, t), symmetric),
-                                 _mm256_loadu_ps(p->xp + 64 * k + 8 * t), a0);
-            a1 = _mm256_fmadd_ps(cq_step_floats(v, t + 1, cq_bias(p->bias, t + 1), symmetric),
-                                 _mm256_loadu_ps(p->xp + 64 * k + 8 * t + 8), a1);
-        }
+#define CQ_STEP(t, acc) \
+    acc = _mm256_fmadd_ps(cq_step_floats(v, (t), cq_bias(p->bias, (t)), symmetric), _mm256_loadu_ps(p->xp + 64 * k + 8 * (t)), acc)
+        CQ_STEP(0, a0); CQ_STEP(1, a1); CQ_STEP(2, a0); CQ_STEP(3, a1);
+        CQ_STEP(4, a0); CQ_STEP(5, a1); CQ_STEP(6, a0); CQ_STEP(7, a1);
+#undef CQ_STEP
         const size_t g0 = 2 * k / cpg, g1 = (2 * k + 1) / cpg;
         const float s0 = _cvtsh_ss(scales[g0]), s1 = g1 < gpr ? _cvtsh_ss(scales[g1]) : 0.0f;  // padding chunk: zeros
         scaled = _mm256_fmadd_ps(_mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0)), _mm256_add_ps(a0, a1), scaled);
     }
     const uint16_t *minima = p->minima ? p->minima + r * gpr : 0;
     p->y[r] = (float)(cq_sum_lanes(scaled) + cq_offset_term(minima, p->xsum, gpr));
+}
+
+/// xp for one 64-code pair from 64 values of x: step t takes x[4t…4t+3] and x[32+4t…32+4t+3], scaled by 16⁻ᵗ.
+CQ_INLINE void cq_permute_pair(const float *x, float *xp) {
+    for (int t = 0; t < 8; t++) {
+        const __m256 v = _mm256_set_m128(_mm_loadu_ps(x + 32 + 4 * t), _mm_loadu_ps(x + 4 * t));
+        const float scale = t < 7 ? 1.0f / (float)(1u << (4 * t)) : 1.0f;  // exact powers of two
+        _mm256_storeu_ps(xp + 8 * t, _mm256_mul_ps(v, _mm256_set1_ps(scale)));
+    }
+}
+
+CQ_TARGET void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_t pairs_per_row,
+                                     float *xp, float *xsum) {
+    size_t k = 0;
+    for (; 64 * (k + 1) <= cols; k++) cq_permute_pair(x + 64 * k, xp + 64 * k);
+    if (k < pairs_per_row) {  // the partial last pair, zero-padded; any further pairs are zeros
+        float tail[64] = {0};
+        for (size_t j = 64 * k; j < cols; j++) tail[j - 64 * k] = x[j];
+        cq_permute_pair(tail, xp + 64 * k);
+        for (k++; k < pairs_per_row; k++) _mm256_storeu_ps(xp + 64 * k, _mm256_setzero_ps());
+    }
+    for (size_t g = 0, j0 = 0; j0 < cols; g++, j0 += group_size) {
+        const size_t j1 = j0 + group_size < cols ? j0 + group_size : cols;
+        __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+        size_t j = j0;
+        for (; j + 8 <= j1; j += 8) {
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm_loadu_ps(x + j)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm_loadu_ps(x + j + 4)));
+        }
+        s0 = _mm256_add_pd(s0, s1);
+        __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+        double sum = _mm_cvtsd_f64(h) + _mm_cvtsd_f64(_mm_unpackhi_pd(h, h));
+        for (; j < j1; j++) sum += x[j];
+        xsum[g] = (float)sum;
+    }
 }
 
 // Specializations: the row count of a block and the symmetric flag are compile-time constants.
@@ -164,6 +203,10 @@ CQ_TARGET uint64_t cq_read_stream_avx2(const void *base, size_t bytes) {
 
 int cq_has_avx2_kernels(void) { return 0; }
 void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1) { (void)p; (void)row0; (void)row1; }
+void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_t pairs_per_row, float *xp,
+                           float *xsum) {
+    (void)x; (void)cols; (void)group_size; (void)pairs_per_row; (void)xp; (void)xsum;
+}
 uint64_t cq_read_stream_avx2(const void *base, size_t bytes) { (void)base; (void)bytes; return 0; }
 
 #endif

@@ -144,6 +144,12 @@ extension PackedMatrix {
         let fast = [2, 3, 4, 8].contains(bits) && (scheme.quantizer.groupSize == nil || g % 32 == 0)
         let chunksPerGroup = fast ? (scheme.quantizer.groupSize == nil ? chunksPerRow : g / 32) : 0
 
+        let workers = Swift.max(1, threads ?? GEMVKernel.processorCount)
+        if usesNibbleKernel && kernel.usesAVX2 {
+            multiplyNibblesAVX2(x, into: y, workers: workers)
+            addOutlierCorrections(x, into: y)
+            return
+        }
         // Per-call preparation: group sums of x, pre-scaled x (zero-padded to whole chunks).
         var xsum = [Float](repeating: 0, count: groupsPerRow)
         for gi in 0..<groupsPerRow {
@@ -151,9 +157,8 @@ extension PackedMatrix {
             for j in (gi * g)..<Swift.min((gi + 1) * g, cols) { s += Double(x[j]) }
             xsum[gi] = Float(s)
         }
-        let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         if usesNibbleKernel {
-            xsum.withUnsafeBufferPointer { multiplyNibbles(x, $0, into: y, workers: workers, kernel: kernel) }
+            xsum.withUnsafeBufferPointer { multiplyNibbles(x, $0, into: y, workers: workers) }
             addOutlierCorrections(x, into: y)
             return
         }

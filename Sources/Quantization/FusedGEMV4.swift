@@ -36,6 +36,10 @@ enum GEMVKernel: Sendable {
     /// Whether this CPU runs the AVX2 kernels (AVX2, FMA, F16C and OS support for YMM state).
     static let avx2Available: Bool = cq_has_avx2_kernels() != 0
 
+    /// The default worker count, read once: Foundation's `activeProcessorCount` reads cgroup files
+    /// on Linux, tens of microseconds a call, as long as a whole 4096×4096 GEMV's tenth.
+    static let processorCount: Int = ProcessInfo.processInfo.activeProcessorCount
+
     /// Whether this choice runs the AVX2 kernel here.
     var usesAVX2: Bool { self == .automatic && GEMVKernel.avx2Available }
 }
@@ -155,9 +159,21 @@ extension PackedMatrix {
         scheme.quantizer.bits == 4 && (scheme.quantizer.groupSize.map { $0 % 32 == 0 } ?? true)
     }
 
-    /// y = Ŵx for 4-bit codes without outlier corrections (the caller adds them); see the file comment.
+    /// Worker tasks and their row blocks: whole 16-row lines of y, one block per worker (no false
+    /// sharing, no tiny tasks; a single task for small matrices).
+    func nibbleBlocks(workers: Int) -> (tasks: Int, block: @Sendable (Int) -> Range<Int>) {
+        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(workers, rows / 16))
+        let rowCount = rows
+        return (tasks, { task in
+            let lines = (rowCount + 15) / 16
+            return Swift.min(rowCount, 16 * (lines * task / tasks))..<Swift.min(rowCount, 16 * (lines * (task + 1) / tasks))
+        })
+    }
+
+    /// y = Ŵx for 4-bit codes with the portable Swift kernel, without outlier corrections (the caller
+    /// adds them); see the file comment.
     func multiplyNibbles(_ x: UnsafeBufferPointer<Float>, _ xsum: UnsafeBufferPointer<Float>,
-                         into y: UnsafeMutableBufferPointer<Float>, workers: Int, kernel: GEMVKernel) {
+                         into y: UnsafeMutableBufferPointer<Float>, workers: Int) {
         let pairsPerRow = wordsPerRow / 8
         var xp = [Float](repeating: 0, count: pairsPerRow * 64)
         // xp[64k + 8t + l] = x[64k + 32·(l/4) + 4t + l%4] · 16⁻ᵗ (t < 7), unscaled for t = 7.
@@ -170,17 +186,7 @@ extension PackedMatrix {
                 }
             }
         }
-        // Blocks of whole 16-row lines of y, one per worker (no false sharing, no tiny tasks).
-        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(workers, rows / 16))
-        let rowCount = rows
-        let blockRange: @Sendable (Int) -> Range<Int> = { task in
-            let lines = (rowCount + 15) / 16
-            return Swift.min(rowCount, 16 * (lines * task / tasks))..<Swift.min(rowCount, 16 * (lines * (task + 1) / tasks))
-        }
-        if kernel.usesAVX2 {
-            multiplyNibblesAVX2(xp, xsum, into: y, tasks: tasks, blockRange: blockRange)
-            return
-        }
+        let (tasks, blockRange) = nibbleBlocks(workers: workers)
         let group = scheme.quantizer.groupSize
         let chunksPerGroup = group.map { $0 / 32 } ?? 2 * pairsPerRow
         let pairsPerGroup = group == nil ? pairsPerRow : (chunksPerGroup % 2 == 0 ? chunksPerGroup / 2 : 0)
@@ -209,27 +215,36 @@ extension PackedMatrix {
         }
     }
 
-    /// The AVX2 kernel over the stored words and fp16 metadata (Sources/CQuantKernels).
-    private func multiplyNibblesAVX2(_ xp: [Float], _ xsum: UnsafeBufferPointer<Float>,
-                                     into y: UnsafeMutableBufferPointer<Float>, tasks: Int,
-                                     blockRange: @escaping @Sendable (Int) -> Range<Int>) {
-        let chunksPerGroup = scheme.quantizer.groupSize.map { $0 / 32 } ?? wordsPerRow / 4
+    /// y = Ŵx for 4-bit codes with the AVX2 kernel (Sources/CQuantKernels) over the stored words and
+    /// fp16 metadata, without outlier corrections; x' and the group sums are prepared in C as well.
+    func multiplyNibblesAVX2(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableBufferPointer<Float>,
+                             workers: Int) {
+        let pairsPerRow = wordsPerRow / 8
+        let groupSize = scheme.quantizer.groupSize ?? cols
+        let chunksPerGroup = scheme.quantizer.groupSize.map { $0 / 32 } ?? 2 * pairsPerRow
         let bias = Int32(scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0)
+        let (tasks, blockRange) = nibbleBlocks(workers: workers)
+        var xp = [Float](repeating: 0, count: pairsPerRow * 64)
+        var xsum = [Float](repeating: 0, count: groupsPerRow)
         words.withUnsafeBufferPointer { wp in
-            xp.withUnsafeBufferPointer { xpp in
-                scales.withUnsafeBufferPointer { sp in
-                    minima.withUnsafeBufferPointer { mp in
-                        guard let wBase = wp.baseAddress, let xBase = xpp.baseAddress, let sBase = sp.baseAddress,
-                              let xsBase = xsum.baseAddress, let yBase = y.baseAddress else { return }
-                        let box = AVX2Problem(problem: cq_gemv4_problem(
-                            words: wBase, words_per_row: wordsPerRow, xp: xBase, xsum: xsBase, scales: sBase,
-                            minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
-                            pairs_per_row: wordsPerRow / 8, chunks_per_group: chunksPerGroup, bias: bias, y: yBase))
-                        let body: @Sendable (Int) -> Void = { task in
-                            let block = blockRange(task)
-                            withUnsafePointer(to: box.problem) { cq_gemv4_avx2($0, block.lowerBound, block.upperBound) }
+            xp.withUnsafeMutableBufferPointer { xpp in
+                xsum.withUnsafeMutableBufferPointer { xsp in
+                    scales.withUnsafeBufferPointer { sp in
+                        minima.withUnsafeBufferPointer { mp in
+                            guard let xIn = x.baseAddress, let wBase = wp.baseAddress, let xBase = xpp.baseAddress,
+                                  let xsBase = xsp.baseAddress, let sBase = sp.baseAddress, let yBase = y.baseAddress
+                            else { return }
+                            cq_gemv4_prepare_avx2(xIn, cols, groupSize, pairsPerRow, xBase, xsBase)
+                            let box = AVX2Problem(problem: cq_gemv4_problem(
+                                words: wBase, words_per_row: wordsPerRow, xp: xBase, xsum: xsBase, scales: sBase,
+                                minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
+                                pairs_per_row: pairsPerRow, chunks_per_group: chunksPerGroup, bias: bias, y: yBase))
+                            let body: @Sendable (Int) -> Void = { task in
+                                let block = blockRange(task)
+                                withUnsafePointer(to: box.problem) { cq_gemv4_avx2($0, block.lowerBound, block.upperBound) }
+                            }
+                            if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
                         }
-                        if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
                     }
                 }
             }

@@ -37,6 +37,12 @@ typedef struct cq_gemv4_problem {
     float *y;
 } cq_gemv4_problem;
 
+/// The per-call inputs of the 4-bit kernel: xp (pairs_per_row * 64 floats, layout above, zero past
+/// `cols`) and xsum (one float per group of `group_size` columns, the last one partial; summed in
+/// double). Requires cq_has_avx2_kernels().
+void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_t pairs_per_row, float *xp,
+                           float *xsum);
+
 /// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
 void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1);
 
