@@ -185,6 +185,75 @@ CQ_TARGET void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1
     for (; r < row1; r++) (symmetric ? cq_row_symmetric : cq_row_asymmetric)(p, r);
 }
 
+// 2-, 3- and 8-bit codes: bit planes. A plane load gives lane l the bits of codes l, 8+l, 16+l, 24+l;
+// step t masks them in place (value u·2^(p·t), compensated by the pre-scaled xs) or, for t = 3,
+// shifts; the 1-bit plane of 3-bit codes masks bit 8t+l of one broadcast word (compensated by xh).
+
+/// Accumulates one 32-code chunk into four per-step accumulators.
+CQ_INLINE void cq_planes_chunk(const uint8_t *chunk, int bits, const float *xs, const float *xh, int32_t m,
+                               int symmetric, __m256 *a) {
+    const int p = bits == 8 ? 8 : 2;
+    const __m256i v = bits == 8 ? _mm256_loadu_si256((const __m256i *)chunk)
+                                : _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)chunk));
+#define CQ_PLANE_STEP(t)                                                                                         \
+    do {                                                                                                         \
+        __m256i u = (t) < 3 ? _mm256_and_si256(v, _mm256_set1_epi32(((1 << p) - 1) << (p * (t))))                \
+                            : _mm256_srli_epi32(v, 3 * p);                                                       \
+        if (symmetric) u = _mm256_sub_epi32(u, _mm256_set1_epi32((t) < 3 ? m << (p * (t)) : m));                 \
+        a[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(u), _mm256_loadu_ps(xs + 8 * (t)), a[t]);                     \
+    } while (0)
+    CQ_PLANE_STEP(0); CQ_PLANE_STEP(1); CQ_PLANE_STEP(2); CQ_PLANE_STEP(3);
+#undef CQ_PLANE_STEP
+    if (bits == 3) {
+        uint32_t word;
+        __builtin_memcpy(&word, chunk + 8, 4);
+        const __m256i h = _mm256_set1_epi32((int)word);
+        const __m256i lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        for (int t = 0; t < 4; t++) {
+            const __m256i bit = _mm256_and_si256(h, _mm256_slli_epi32(lanes, 8 * t));
+            a[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bit), _mm256_loadu_ps(xh + 8 * t), a[t]);
+        }
+    }
+}
+
+CQ_INLINE void cq_planes_rows(const cq_gemv_planes_problem *p, size_t row0, size_t row1, int bits, int symmetric) {
+    const size_t gpr = p->groups_per_row, cpr = p->chunks_per_row, cpg = p->chunks_per_group;
+    for (size_t r = row0; r < row1; r++) {
+        const uint8_t *row = (const uint8_t *)(p->words + r * cpr * (size_t)bits);
+        __m256 scaled = _mm256_setzero_ps();
+        for (size_t g = 0; g < gpr; g++) {
+            __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            const size_t k1 = (g + 1) * cpg < cpr ? (g + 1) * cpg : cpr;
+            for (size_t k = g * cpg; k < k1; k++)
+                cq_planes_chunk(row + 4 * (size_t)bits * k, bits, p->xs + 32 * k, p->xh + 32 * k, p->bias, symmetric, a);
+            const __m256 s = _mm256_set1_ps(_cvtsh_ss(p->scales[r * gpr + g]));
+            scaled = _mm256_fmadd_ps(s, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])), scaled);
+        }
+        const uint16_t *minima = p->minima ? p->minima + r * gpr : 0;
+        p->y[r] = (float)(cq_sum_lanes(scaled) + cq_offset_term(minima, p->xsum, gpr));
+    }
+}
+
+#define CQ_PLANES(bits)                                                                                          \
+    CQ_TARGET static void cq_planes##bits(const cq_gemv_planes_problem *p, size_t r0, size_t r1, int symmetric) { \
+        if (symmetric) cq_planes_rows(p, r0, r1, bits, 1);                                                       \
+        else cq_planes_rows(p, r0, r1, bits, 0);                                                                 \
+    }
+CQ_PLANES(2)
+CQ_PLANES(3)
+CQ_PLANES(8)
+#undef CQ_PLANES
+
+CQ_TARGET void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0, size_t row1) {
+    const int symmetric = p->bias != 0;
+    switch (p->bits) {
+    case 2: cq_planes2(p, row0, row1, symmetric); break;
+    case 3: cq_planes3(p, row0, row1, symmetric); break;
+    case 8: cq_planes8(p, row0, row1, symmetric); break;
+    default: break;
+    }
+}
+
 CQ_TARGET uint64_t cq_read_stream_avx2(const void *base, size_t bytes) {
     const __m256i *p = (const __m256i *)base;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -207,6 +276,7 @@ void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_
                            float *xsum) {
     (void)x; (void)cols; (void)group_size; (void)pairs_per_row; (void)xp; (void)xsum;
 }
+void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0, size_t row1) { (void)p; (void)row0; (void)row1; }
 uint64_t cq_read_stream_avx2(const void *base, size_t bytes) { (void)base; (void)bytes; return 0; }
 
 #endif

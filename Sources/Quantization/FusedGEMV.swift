@@ -1,3 +1,4 @@
+import CQuantKernels
 import Foundation
 
 // Fused dequantize-GEMV: y = Ŵx straight from the packed codes, never materializing Ŵ.
@@ -85,6 +86,11 @@ enum Decoder3: ChunkDecoder {
         a.2 += f(h & (m &<< 16)) * load(xh, 64)
         a.3 += f(h & (m &<< 24)) * load(xh, 96)
     }
+}
+
+/// The C kernel's 2/3/8-bit problem description, handed to worker threads (disjoint blocks of y).
+private struct AVX2PlanesProblem: @unchecked Sendable {
+    var problem: cq_gemv_planes_problem
 }
 
 /// Raw pointers handed to worker threads; every task writes a disjoint range of `y`.
@@ -178,6 +184,14 @@ extension PackedMatrix {
 
         // Symmetric: subtract M from the lowest plane, at each step's position (top step: shifted down).
         let symmetricOffset = scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0
+        if fast && kernel.usesAVX2 {
+            xsum.withUnsafeBufferPointer { xsp in
+                multiplyPlanesAVX2(xs, xh, xsp, into: y, chunksPerGroup: chunksPerGroup,
+                                   bias: Int32(symmetricOffset), workers: workers)
+            }
+            addOutlierCorrections(x, into: y)
+            return
+        }
         let m = Int32(symmetricOffset)
         let biases: Biases = (SIMD8(repeating: m), SIMD8(repeating: m << Int32(lowPlane)),
                               SIMD8(repeating: m << Int32(2 * lowPlane)), SIMD8(repeating: m))
@@ -235,6 +249,36 @@ extension PackedMatrix {
 }
 
 extension PackedMatrix {
+    /// y = Ŵx for 2-, 3- and 8-bit codes with the AVX2 kernel (Sources/CQuantKernels), from the
+    /// pre-scaled x of the portable path, without outlier corrections; rows split into 16-row-line blocks.
+    func multiplyPlanesAVX2(_ xs: [Float], _ xh: [Float], _ xsum: UnsafeBufferPointer<Float>,
+                            into y: UnsafeMutableBufferPointer<Float>, chunksPerGroup: Int, bias: Int32, workers: Int) {
+        let (tasks, blockRange) = nibbleBlocks(workers: workers)
+        let bits = scheme.quantizer.bits
+        words.withUnsafeBufferPointer { wp in
+            xs.withUnsafeBufferPointer { xsp in
+                xh.withUnsafeBufferPointer { xhp in
+                    scales.withUnsafeBufferPointer { sp in
+                        minima.withUnsafeBufferPointer { mp in
+                            guard let wBase = wp.baseAddress, let xsBase = xsp.baseAddress, let sumBase = xsum.baseAddress,
+                                  let sBase = sp.baseAddress, let yBase = y.baseAddress else { return }
+                            let box = AVX2PlanesProblem(problem: cq_gemv_planes_problem(
+                                bits: Int32(bits), words: wBase, chunks_per_row: (cols + 31) / 32, xs: xsBase,
+                                xh: xhp.baseAddress ?? xsBase, xsum: sumBase, scales: sBase,
+                                minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
+                                chunks_per_group: chunksPerGroup, bias: bias, y: yBase))
+                            let body: @Sendable (Int) -> Void = { task in
+                                let block = blockRange(task)
+                                withUnsafePointer(to: box.problem) { cq_gemv_planes_avx2($0, block.lowerBound, block.upperBound) }
+                            }
+                            if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// y += Σ over stored outliers of (value − x̂_code)·x_col (serial: outliers are a small fraction).
     func addOutlierCorrections(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableBufferPointer<Float>) {
         guard outliers.count > 0 else { return }

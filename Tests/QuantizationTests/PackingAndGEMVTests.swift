@@ -143,6 +143,10 @@ import Testing
         #expect(GEMVKernel.avx2Available == expected)
         let packed = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 4, cols: 128, seed: 2))
         #expect(packed.kernelName == (expected ? "avx2" : "portable"))
+        // 5 bits, or groups that are not whole 32-code chunks, always take the portable kernel.
+        let five = try QuantizationScheme(bits: 5, groupSize: 128).pack(Matrix.gaussian(rows: 4, cols: 128, seed: 2))
+        let odd = try QuantizationScheme(bits: 4, groupSize: 48).pack(Matrix.gaussian(rows: 4, cols: 128, seed: 2))
+        #expect(five.kernelName == "portable" && odd.kernelName == "portable")
     }
 
     @Test func wrongShapeThrows() throws {

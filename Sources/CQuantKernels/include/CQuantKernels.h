@@ -46,6 +46,34 @@ void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_
 /// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
 void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1);
 
+/// One 2-, 3- or 8-bit fused GEMV problem in the bit-plane layout (see BitPacking.swift), groups of
+/// whole 32-code chunks (or per channel).
+typedef struct cq_gemv_planes_problem {
+    /// Code width: 2, 3 or 8.
+    int bits;
+    /// Packed codes: `bits` words per 32-code chunk, `chunks_per_row` chunks per row.
+    const uint32_t *words;
+    size_t chunks_per_row;
+    /// x pre-scaled per step (xs[32c + 8t + l] = x[32c + 8t + l] * 2^-(p t) for t < 3, p the low plane
+    /// width), and for 3 bits the high-bit copy xh[j] = 4 x_j 2^-(j mod 32) (negated for j mod 32 = 31);
+    /// zero-padded to whole chunks. xh is unused for other widths.
+    const float *xs;
+    const float *xh;
+    /// Sum of x over each group.
+    const float *xsum;
+    /// fp16 scale and minimum (asymmetric; NULL for symmetric) of each group.
+    const uint16_t *scales;
+    const uint16_t *minima;
+    size_t groups_per_row;
+    size_t chunks_per_group;
+    /// The symmetric code bias M, or 0.
+    int32_t bias;
+    float *y;
+} cq_gemv_planes_problem;
+
+/// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
+void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0, size_t row1);
+
 /// Sums `bytes` (a multiple of 256) at `base` with 256-bit loads: the streaming read of the
 /// bandwidth probe. The returned value only keeps the loads observable. Requires cq_has_avx2_kernels().
 uint64_t cq_read_stream_avx2(const void *base, size_t bytes);
