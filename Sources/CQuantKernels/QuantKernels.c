@@ -8,6 +8,11 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 
 #define CQ_TARGET __attribute__((target("avx2,fma,f16c")))
 #define CQ_INLINE static inline __attribute__((always_inline)) CQ_TARGET
@@ -254,6 +259,132 @@ CQ_TARGET void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0,
     }
 }
 
+// The worker pool. A job is published as a 64-bit ticket (generation << 32 | next task index); a
+// worker claims a task with a compare-and-swap on the ticket of the generation it saw, so a late
+// worker can never run a task of a later job with the fields of an earlier one (fields change only
+// after every task of the previous job was claimed and finished).
+
+#define CQ_MAX_WORKERS 63
+#define CQ_SPIN_NANOSECONDS 200000  // a worker spins this long after its last task (back-to-back GEMVs), then sleeps
+
+typedef struct {
+    pthread_mutex_t lock;   // sleep/wake protocol and the one-caller-at-a-time rule
+    pthread_cond_t wake;
+    int sleepers;
+    int workers;
+    _Atomic uint64_t ticket;
+    _Atomic size_t done;
+    // The current job (written by the caller before it publishes the ticket).
+    const void *problem;
+    int planes;
+    size_t rows, tasks;
+    int helpers;            // workers 0..<helpers take part in the current job
+    _Atomic int busy;       // a caller owns the pool
+} cq_pool_t;
+
+static cq_pool_t cq_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static pthread_once_t cq_pool_once = PTHREAD_ONCE_INIT;
+
+static uint64_t cq_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void cq_run_task(const void *problem, int planes, size_t rows, size_t tasks, size_t task) {
+    const size_t lines = (rows + 15) / 16;
+    size_t r0 = 16 * (lines * task / tasks), r1 = 16 * (lines * (task + 1) / tasks);
+    if (r0 > rows) r0 = rows;
+    if (r1 > rows) r1 = rows;
+    if (planes) cq_gemv_planes_avx2((const cq_gemv_planes_problem *)problem, r0, r1);
+    else cq_gemv4_avx2((const cq_gemv4_problem *)problem, r0, r1);
+}
+
+/// Claims and runs tasks of generation `generation` until none is left.
+static void cq_work(uint64_t generation) {
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&cq_pool.ticket, memory_order_acquire);
+        if ((t >> 32) != generation) return;
+        const void *problem = cq_pool.problem;
+        const int planes = cq_pool.planes;
+        const size_t rows = cq_pool.rows, tasks = cq_pool.tasks;
+        const size_t index = (size_t)(t & 0xFFFFFFFFu);
+        if (index >= tasks) return;
+        if (!atomic_compare_exchange_weak_explicit(&cq_pool.ticket, &t, t + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        cq_run_task(problem, planes, rows, tasks, index);
+        atomic_fetch_add_explicit(&cq_pool.done, 1, memory_order_release);
+    }
+}
+
+static void *cq_worker(void *context) {
+    const int id = (int)(intptr_t)context;
+    uint64_t seen = atomic_load_explicit(&cq_pool.ticket, memory_order_acquire) >> 32;
+    for (;;) {
+        uint64_t idle_since = cq_now_ns();
+        unsigned spins = 0;
+        for (;;) {
+            const uint64_t generation = atomic_load_explicit(&cq_pool.ticket, memory_order_acquire) >> 32;
+            if (generation != seen) { seen = generation; break; }
+            _mm_pause();
+            if ((++spins & 1023u) == 0 && cq_now_ns() - idle_since > CQ_SPIN_NANOSECONDS) {
+                pthread_mutex_lock(&cq_pool.lock);
+                cq_pool.sleepers++;
+                while ((atomic_load_explicit(&cq_pool.ticket, memory_order_acquire) >> 32) == seen)
+                    pthread_cond_wait(&cq_pool.wake, &cq_pool.lock);
+                cq_pool.sleepers--;
+                pthread_mutex_unlock(&cq_pool.lock);
+                idle_since = cq_now_ns();
+            }
+        }
+        if (id < cq_pool.helpers) cq_work(seen);
+    }
+    return 0;
+}
+
+static void cq_pool_start(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int wanted = cores > 1 ? (int)(cores - 1) : 0;
+    if (wanted > CQ_MAX_WORKERS) wanted = CQ_MAX_WORKERS;
+    for (int i = 0; i < wanted; i++) {
+        pthread_t thread;
+        pthread_attr_t attributes;
+        pthread_attr_init(&attributes);
+        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&thread, &attributes, cq_worker, (void *)(intptr_t)cq_pool.workers) == 0) cq_pool.workers++;
+        pthread_attr_destroy(&attributes);
+    }
+}
+
+void cq_gemv_parallel_avx2(const void *problem, int planes, size_t rows, size_t tasks, int threads) {
+    if (tasks == 0) return;
+    int expected = 0;
+    if (threads <= 1 || tasks == 1 || tasks >= (1u << 31) ||
+        !atomic_compare_exchange_strong(&cq_pool.busy, &expected, 1)) {
+        for (size_t task = 0; task < tasks; task++) cq_run_task(problem, planes, rows, tasks, task);
+        return;
+    }
+    pthread_once(&cq_pool_once, cq_pool_start);
+    cq_pool.problem = problem;
+    cq_pool.planes = planes;
+    cq_pool.rows = rows;
+    cq_pool.tasks = tasks;
+    cq_pool.helpers = threads - 1;
+    atomic_store_explicit(&cq_pool.done, 0, memory_order_relaxed);
+    const uint64_t generation = (atomic_load_explicit(&cq_pool.ticket, memory_order_relaxed) >> 32) + 1;
+    atomic_store_explicit(&cq_pool.ticket, generation << 32, memory_order_release);
+    pthread_mutex_lock(&cq_pool.lock);
+    if (cq_pool.sleepers > 0) pthread_cond_broadcast(&cq_pool.wake);
+    pthread_mutex_unlock(&cq_pool.lock);
+    cq_work(generation);
+    for (unsigned spins = 1; atomic_load_explicit(&cq_pool.done, memory_order_acquire) < tasks; spins++) {
+        _mm_pause();
+        if ((spins & 63u) == 0) sched_yield();  // a worker holding a task may need this core
+    }
+    atomic_store_explicit(&cq_pool.busy, 0, memory_order_release);
+}
+
 CQ_TARGET uint64_t cq_read_stream_avx2(const void *base, size_t bytes) {
     const __m256i *p = (const __m256i *)base;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -277,6 +408,9 @@ void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_
     (void)x; (void)cols; (void)group_size; (void)pairs_per_row; (void)xp; (void)xsum;
 }
 void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0, size_t row1) { (void)p; (void)row0; (void)row1; }
+void cq_gemv_parallel_avx2(const void *problem, int planes, size_t rows, size_t tasks, int threads) {
+    (void)problem; (void)planes; (void)rows; (void)tasks; (void)threads;
+}
 uint64_t cq_read_stream_avx2(const void *base, size_t bytes) { (void)base; (void)bytes; return 0; }
 
 #endif

@@ -46,6 +46,10 @@ public struct GEMVBenchmark: Sendable, Codable {
 public enum QuantizationBenchmarks {
     /// Times the fused dequant-GEMV on a random rows×cols Gaussian matrix (asymmetric, group 128)
     /// against `cblas_sgemv` on the fp32 matrix, and measures the read bandwidth, in one run.
+    ///
+    /// Each side runs once to warm up, then `repeats` times back to back (so a matrix that fits the
+    /// last-level cache stays there, for either side); the fused kernel uses every core and OpenBLAS
+    /// its own thread count (reported as ``GEMVBenchmark/sgemvThreads``).
     /// - Parameters:
     ///   - rows: output dimension.
     ///   - cols: input dimension.

@@ -14,6 +14,12 @@ import Foundation
 // whose value 2^(8t+l) is compensated by a second pre-scaled copy of x, 4·x_j·2^(−j)
 // (with the sign flipped for j = 31, whose bit converts as −2^31). Outliers add
 // (value − x̂_code)·x_j afterwards. Rows are split into blocks run on all cores.
+//
+// Kernels: on a CPU with AVX2, FMA and F16C (checked once at run time) widths 2, 3, 4 and 8 with
+// groups of whole chunks run the C kernels of Sources/CQuantKernels (256-bit vectors, fused
+// multiply-adds, fp16 metadata read as stored); 4 bits use the nibble layout (FusedGEMV4.swift).
+// Otherwise, and for widths 5–7 or groups that are not whole chunks, the Swift kernels below run.
+// Both compute the same sums in the same order per group, so their results agree to rounding.
 
 typealias Accumulators = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
 /// Per-step integer biases subtracted before conversion: 0 (asymmetric) or M·2^(p·t) (symmetric,
@@ -88,11 +94,6 @@ enum Decoder3: ChunkDecoder {
     }
 }
 
-/// The C kernel's 2/3/8-bit problem description, handed to worker threads (disjoint blocks of y).
-private struct AVX2PlanesProblem: @unchecked Sendable {
-    var problem: cq_gemv_planes_problem
-}
-
 /// Raw pointers handed to worker threads; every task writes a disjoint range of `y`.
 private struct GEMVContext: @unchecked Sendable {
     let words: UnsafeRawPointer
@@ -112,6 +113,11 @@ private struct GEMVContext: @unchecked Sendable {
 
 extension PackedMatrix {
     /// y = Ŵx computed from the packed codes without materializing Ŵ (SIMD, all cores).
+    ///
+    /// On x86-64 CPUs with AVX2, FMA and F16C, 2-, 3-, 4- and 8-bit matrices with groups of whole
+    /// 32-code chunks (or per channel) run AVX2 kernels; everything else runs portable Swift SIMD
+    /// kernels. ``kernelName`` tells which one runs. The result matches the dense product with
+    /// ``dequantized()`` to float rounding (relative 1e-5 of Σ|Ŵ_ij x_j| in the tests), outliers included.
     /// - Parameters:
     ///   - x: the input, `cols` values.
     ///   - threads: worker count (default: the active processor count).
@@ -253,7 +259,7 @@ extension PackedMatrix {
     /// pre-scaled x of the portable path, without outlier corrections; rows split into 16-row-line blocks.
     func multiplyPlanesAVX2(_ xs: [Float], _ xh: [Float], _ xsum: UnsafeBufferPointer<Float>,
                             into y: UnsafeMutableBufferPointer<Float>, chunksPerGroup: Int, bias: Int32, workers: Int) {
-        let (tasks, blockRange) = nibbleBlocks(workers: workers)
+        let tasks = nibbleBlocks(workers: workers).tasks
         let bits = scheme.quantizer.bits
         words.withUnsafeBufferPointer { wp in
             xs.withUnsafeBufferPointer { xsp in
@@ -262,16 +268,12 @@ extension PackedMatrix {
                         minima.withUnsafeBufferPointer { mp in
                             guard let wBase = wp.baseAddress, let xsBase = xsp.baseAddress, let sumBase = xsum.baseAddress,
                                   let sBase = sp.baseAddress, let yBase = y.baseAddress else { return }
-                            let box = AVX2PlanesProblem(problem: cq_gemv_planes_problem(
+                            var problem = cq_gemv_planes_problem(
                                 bits: Int32(bits), words: wBase, chunks_per_row: (cols + 31) / 32, xs: xsBase,
                                 xh: xhp.baseAddress ?? xsBase, xsum: sumBase, scales: sBase,
                                 minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
-                                chunks_per_group: chunksPerGroup, bias: bias, y: yBase))
-                            let body: @Sendable (Int) -> Void = { task in
-                                let block = blockRange(task)
-                                withUnsafePointer(to: box.problem) { cq_gemv_planes_avx2($0, block.lowerBound, block.upperBound) }
-                            }
-                            if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
+                                chunks_per_group: chunksPerGroup, bias: bias, y: yBase)
+                            cq_gemv_parallel_avx2(&problem, 1, rows, tasks, Int32(clamping: workers))
                         }
                     }
                 }

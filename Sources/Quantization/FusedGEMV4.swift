@@ -23,8 +23,10 @@ import Foundation
 // - `GEMVKernel.portable`: the same loop in Swift SIMD (what Swift's default x86-64 target
 //   compiles, SSE2), reading the Float copies of the metadata: two SIMD8 accumulators (four
 //   128-bit chains).
-// Rows are split into one contiguous block per worker (block starts on a 64-byte line of y), run
-// with `DispatchQueue.concurrentPerform`.
+// Rows are split into blocks of whole 16-row lines of y (no false sharing), a few per worker, claimed
+// dynamically: the AVX2 kernels by the caller and the persistent, briefly spinning workers of
+// CQuantKernels' pool (a GEMV of a few hundred microseconds cannot wait for threads to wake up), the
+// portable kernel with `DispatchQueue.concurrentPerform`.
 
 /// Which implementation of the 4-bit kernel runs.
 enum GEMVKernel: Sendable {
@@ -42,11 +44,6 @@ enum GEMVKernel: Sendable {
 
     /// Whether this choice runs the AVX2 kernel here.
     var usesAVX2: Bool { self == .automatic && GEMVKernel.avx2Available }
-}
-
-/// The C kernel's problem description, handed to worker threads (each writes a disjoint block of y).
-private struct AVX2Problem: @unchecked Sendable {
-    var problem: cq_gemv4_problem
 }
 
 /// Whether stored codes carry a bias to subtract (symmetric) or not (asymmetric).
@@ -159,10 +156,12 @@ extension PackedMatrix {
         scheme.quantizer.bits == 4 && (scheme.quantizer.groupSize.map { $0 % 32 == 0 } ?? true)
     }
 
-    /// Worker tasks and their row blocks: whole 16-row lines of y, one block per worker (no false
-    /// sharing, no tiny tasks; a single task for small matrices).
+    /// Worker tasks and their row blocks: whole 16-row lines of y (no false sharing), four tasks per
+    /// worker of at least 2¹⁸ codes each (a worker whose core is busy with other work leaves its
+    /// share to the others), a single task for small matrices.
     func nibbleBlocks(workers: Int) -> (tasks: Int, block: @Sendable (Int) -> Range<Int>) {
-        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(workers, rows / 16))
+        let bySize = Swift.max(1, rows * cols >> 18)
+        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(4 * workers, bySize, rows / 16))
         let rowCount = rows
         return (tasks, { task in
             let lines = (rowCount + 15) / 16
@@ -223,7 +222,7 @@ extension PackedMatrix {
         let groupSize = scheme.quantizer.groupSize ?? cols
         let chunksPerGroup = scheme.quantizer.groupSize.map { $0 / 32 } ?? 2 * pairsPerRow
         let bias = Int32(scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0)
-        let (tasks, blockRange) = nibbleBlocks(workers: workers)
+        let tasks = nibbleBlocks(workers: workers).tasks
         var xp = [Float](repeating: 0, count: pairsPerRow * 64)
         var xsum = [Float](repeating: 0, count: groupsPerRow)
         words.withUnsafeBufferPointer { wp in
@@ -235,15 +234,11 @@ extension PackedMatrix {
                                   let xsBase = xsp.baseAddress, let sBase = sp.baseAddress, let yBase = y.baseAddress
                             else { return }
                             cq_gemv4_prepare_avx2(xIn, cols, groupSize, pairsPerRow, xBase, xsBase)
-                            let box = AVX2Problem(problem: cq_gemv4_problem(
+                            var problem = cq_gemv4_problem(
                                 words: wBase, words_per_row: wordsPerRow, xp: xBase, xsum: xsBase, scales: sBase,
                                 minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
-                                pairs_per_row: pairsPerRow, chunks_per_group: chunksPerGroup, bias: bias, y: yBase))
-                            let body: @Sendable (Int) -> Void = { task in
-                                let block = blockRange(task)
-                                withUnsafePointer(to: box.problem) { cq_gemv4_avx2($0, block.lowerBound, block.upperBound) }
-                            }
-                            if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
+                                pairs_per_row: pairsPerRow, chunks_per_group: chunksPerGroup, bias: bias, y: yBase)
+                            cq_gemv_parallel_avx2(&problem, 0, rows, tasks, Int32(clamping: workers))
                         }
                     }
                 }

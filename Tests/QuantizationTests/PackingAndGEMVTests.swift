@@ -134,6 +134,28 @@ import Testing
         }
     }
 
+    /// Calls from several threads at once (the AVX2 worker pool serves one; the others run serially)
+    /// give the same bits as a single-threaded call: every row is computed by the same code.
+    @Test func concurrentCallsMatchSerial() throws {
+        let packed = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 512, cols: 2048, seed: 41))
+        let x = Matrix.gaussian(rows: 1, cols: 2048, seed: 42).storage
+        let serial = try packed.multiply(x, threads: 1)
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var all: [[Float]] = []
+        }
+        let results = Results()
+        DispatchQueue.concurrentPerform(iterations: 6) { _ in
+            for _ in 0..<5 {
+                let y = (try? packed.multiply(x)) ?? []
+                results.lock.withLock { results.all.append(y) }
+            }
+        }
+        let all = results.lock.withLock { results.all }
+        #expect(all.count == 30)
+        #expect(all.allSatisfy { $0 == serial })
+    }
+
     /// The run-time dispatch agrees with the kernel's view of the CPU (/proc/cpuinfo on Linux).
     @Test func avx2DetectionMatchesTheCPU() throws {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),

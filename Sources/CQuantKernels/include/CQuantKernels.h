@@ -74,6 +74,13 @@ typedef struct cq_gemv_planes_problem {
 /// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
 void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0, size_t row1);
 
+/// Runs cq_gemv4_avx2 (`planes` = 0) or cq_gemv_planes_avx2 (`planes` = 1) over rows [0, rows) of
+/// `problem` in `tasks` blocks of whole 16-row lines, on up to `threads` threads: the caller and
+/// the persistent workers of a small pool, which spin briefly between calls and then sleep, so a
+/// call starts in microseconds. Tasks are claimed dynamically (a worker whose core is busy leaves
+/// its share to the others). A call made while another is running runs serially on the caller.
+void cq_gemv_parallel_avx2(const void *problem, int planes, size_t rows, size_t tasks, int threads);
+
 /// Sums `bytes` (a multiple of 256) at `base` with 256-bit loads: the streaming read of the
 /// bandwidth probe. The returned value only keeps the loads observable. Requires cq_has_avx2_kernels().
 uint64_t cq_read_stream_avx2(const void *base, size_t bytes);
