@@ -28,8 +28,11 @@ var package = Package(
         // Files: safetensors, GGUF, npy; memory-mapped, lazy.
         .target(name: "TensorFiles", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
 
+        // AVX2 kernels of the fused dequant-GEMV (target attributes, run-time dispatch; no -m flags).
+        .target(name: "CQuantKernels"),
+
         // Engines: pure math over LinearAlgebra.
-        .target(name: "Quantization", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
+        .target(name: "Quantization", dependencies: ["LinearAlgebra", "CQuantKernels"], swiftSettings: optimize),
         .target(name: "KVCompression", dependencies: ["LinearAlgebra", "Quantization"], swiftSettings: optimize),
 
         // UI: cell buffer, widgets, braille plots, themes. No ncurses here.

@@ -1,3 +1,4 @@
+import CQuantKernels
 import Foundation
 import LinearAlgebra
 
@@ -27,6 +28,10 @@ public struct GEMVBenchmark: Sendable, Codable {
     public let sgemvBytes: Int
     /// Worker threads of the fused kernel.
     public let threads: Int
+    /// OpenBLAS threads of the `cblas_sgemv` reference.
+    public let sgemvThreads: Int
+    /// The fused kernel that ran: "avx2" or "portable" (see ``PackedMatrix/kernelName``).
+    public let kernel: String
     /// sgemv time / fused time.
     public var speedup: Double { sgemv / fused }
     /// Bytes read by the fused kernel per second, GB/s.
@@ -41,6 +46,10 @@ public struct GEMVBenchmark: Sendable, Codable {
 public enum QuantizationBenchmarks {
     /// Times the fused dequant-GEMV on a random rows×cols Gaussian matrix (asymmetric, group 128)
     /// against `cblas_sgemv` on the fp32 matrix, and measures the read bandwidth, in one run.
+    ///
+    /// Each side runs once to warm up, then `repeats` times back to back (so a matrix that fits the
+    /// last-level cache stays there, for either side); the fused kernel uses every core and OpenBLAS
+    /// its own thread count (reported as ``GEMVBenchmark/sgemvThreads``).
     /// - Parameters:
     ///   - rows: output dimension.
     ///   - cols: input dimension.
@@ -67,25 +76,33 @@ public enum QuantizationBenchmarks {
         return GEMVBenchmark(rows: rows, cols: cols, bits: bits, groupSize: groupSize, fused: fused, sgemv: sgemv,
                              fusedMinimum: fusedMinimum, sgemvMinimum: sgemvMinimum,
                              bandwidthGBs: bandwidth, fusedBytes: packed.kernelBytes, sgemvBytes: rows * cols * 4,
-                             threads: ProcessInfo.processInfo.activeProcessorCount)
+                             threads: ProcessInfo.processInfo.activeProcessorCount, sgemvThreads: blasThreadCount,
+                             kernel: packed.kernelName)
     }
 
     /// Streaming read bandwidth in GB/s: every core sums its slice of a `bytes` buffer with SIMD
-    /// loads; the best of `repeats` passes (after a warm-up that also faults the pages in).
+    /// loads (256-bit AVX2 loads when the CPU has them, as the AVX2 GEMV uses; else Swift SIMD);
+    /// the best of `repeats` passes (after a warm-up that also faults the pages in).
     public static func readBandwidth(bytes: Int = 512 << 20, repeats: Int = 5, threads: Int? = nil) -> Double {
-        let count = Swift.max(bytes / 64, 1) * 64
+        let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        // Whole 256-byte steps per worker.
+        let count = Swift.max(bytes / (256 * workers), 1) * 256 * workers
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 1, count: count)
-        let workers = Swift.max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let blocks = count / 64
         let base = UnsafeRawPointer(buffer)
         let sink = BandwidthSink(base: base)
+        let avx2 = GEMVKernel.avx2Available
         var best = Double.infinity
         for pass in 0...repeats {
             let t0 = DispatchTime.now().uptimeNanoseconds
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let b0 = blocks * w / workers, b1 = blocks * (w + 1) / workers
+                if avx2 {
+                    sink.consume(UInt32(truncatingIfNeeded: cq_read_stream_avx2(sink.base + b0 * 64, (b1 - b0) * 64)))
+                    return
+                }
                 var a0 = SIMD8<UInt32>(), a1 = SIMD8<UInt32>()
                 var o = b0 * 64
                 let end = b1 * 64

@@ -1,3 +1,4 @@
+import CQuantKernels
 import Foundation
 
 // The 4-bit fused dequant-GEMV, the fast path of ``PackedMatrix/multiply(_:into:threads:)``.
@@ -7,12 +8,43 @@ import Foundation
 // so the converted value is u·16ᵗ (exact in Float: at most 4 significant bits), and multiplies it
 // with x' = x·16⁻ᵗ, permuted and pre-scaled once per call (exact: a power of two); the top step
 // shifts instead (its masked value would not fit an Int32) and uses x unscaled. Per 64 codes that
-// is 2 loads, 16 masks/shifts, 16 conversions, 16 multiplies and 16 adds on 128-bit SIMD, with no
-// widening shuffles. Two SIMD8 accumulators (four 128-bit chains) hide the add latency; four spill on SSE. For a group,
+// is 1 load, 8 masks/shifts, 8 conversions and 8 fused multiply-adds on 256-bit vectors, with no
+// widening shuffles. For a group,
 //   Σ_{j∈g} x̂_j x_j = s · Σ_{j∈g} u_j x_j + o · Σ_{j∈g} x_j,
 // so the offset term uses group sums of x computed once per call. Symmetric codes subtract the
 // bias M·16ᵗ as integers before conversion, so the kernel sums the signed codes q = u − M exactly.
-// Rows are split into one contiguous block per worker (block starts on a 64-byte line of y).
+//
+// Two implementations share that math and the per-call x' and group sums:
+// - `GEMVKernel.avx2` (Sources/CQuantKernels, chosen at run time when the CPU has AVX2, FMA and
+//   F16C): 256-bit AVX2 with FMA; four rows at a time share every load of x' (per step: one x'
+//   load, then mask, convert and FMA for each row, two accumulator chains per row to hide the FMA
+//   latency); the code streams are prefetched; the fp16 scales and minima are read as stored
+//   (F16C converts them), so the kernel streams 4.25 bits a weight at g128 instead of 4.5.
+// - `GEMVKernel.portable`: the same loop in Swift SIMD (what Swift's default x86-64 target
+//   compiles, SSE2), reading the Float copies of the metadata: two SIMD8 accumulators (four
+//   128-bit chains).
+// Rows are split into blocks of whole 16-row lines of y (no false sharing), a few per worker, claimed
+// dynamically: the AVX2 kernels by the caller and the persistent, briefly spinning workers of
+// CQuantKernels' pool (a GEMV of a few hundred microseconds cannot wait for threads to wake up), the
+// portable kernel with `DispatchQueue.concurrentPerform`.
+
+/// Which implementation of the 4-bit kernel runs.
+enum GEMVKernel: Sendable {
+    /// AVX2 when the CPU has it, else the portable kernel.
+    case automatic
+    /// The Swift SIMD kernel (tests force it to check the fallback).
+    case portable
+
+    /// Whether this CPU runs the AVX2 kernels (AVX2, FMA, F16C and OS support for YMM state).
+    static let avx2Available: Bool = cq_has_avx2_kernels() != 0
+
+    /// The default worker count, read once: Foundation's `activeProcessorCount` reads cgroup files
+    /// on Linux, tens of microseconds a call, as long as a whole 4096×4096 GEMV's tenth.
+    static let processorCount: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Whether this choice runs the AVX2 kernel here.
+    var usesAVX2: Bool { self == .automatic && GEMVKernel.avx2Available }
+}
 
 /// Whether stored codes carry a bias to subtract (symmetric) or not (asymmetric).
 private protocol NibbleBias {
@@ -124,7 +156,21 @@ extension PackedMatrix {
         scheme.quantizer.bits == 4 && (scheme.quantizer.groupSize.map { $0 % 32 == 0 } ?? true)
     }
 
-    /// y = Ŵx for 4-bit codes without outlier corrections (the caller adds them); see the file comment.
+    /// Worker tasks and their row blocks: whole 16-row lines of y (no false sharing), four tasks per
+    /// worker of at least 2¹⁸ codes each (a worker whose core is busy with other work leaves its
+    /// share to the others), a single task for small matrices.
+    func nibbleBlocks(workers: Int) -> (tasks: Int, block: @Sendable (Int) -> Range<Int>) {
+        let bySize = Swift.max(1, rows * cols >> 18)
+        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(4 * workers, bySize, rows / 16))
+        let rowCount = rows
+        return (tasks, { task in
+            let lines = (rowCount + 15) / 16
+            return Swift.min(rowCount, 16 * (lines * task / tasks))..<Swift.min(rowCount, 16 * (lines * (task + 1) / tasks))
+        })
+    }
+
+    /// y = Ŵx for 4-bit codes with the portable Swift kernel, without outlier corrections (the caller
+    /// adds them); see the file comment.
     func multiplyNibbles(_ x: UnsafeBufferPointer<Float>, _ xsum: UnsafeBufferPointer<Float>,
                          into y: UnsafeMutableBufferPointer<Float>, workers: Int) {
         let pairsPerRow = wordsPerRow / 8
@@ -139,14 +185,13 @@ extension PackedMatrix {
                 }
             }
         }
+        let (tasks, blockRange) = nibbleBlocks(workers: workers)
         let group = scheme.quantizer.groupSize
         let chunksPerGroup = group.map { $0 / 32 } ?? 2 * pairsPerRow
         let pairsPerGroup = group == nil ? pairsPerRow : (chunksPerGroup % 2 == 0 ? chunksPerGroup / 2 : 0)
         let mValue = Int32(scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0)
         let symmetric = mValue != 0
-        // Blocks of whole 16-row lines of y, one per worker (no false sharing, no tiny tasks).
-        let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(workers, rows / 16))
-        let (rowCount, gpr, wpr) = (rows, groupsPerRow, wordsPerRow)
+        let (gpr, wpr) = (groupsPerRow, wordsPerRow)
         words.withUnsafeBytes { wb in
             xp.withUnsafeBytes { xpb in
                 kernelScales.withUnsafeBufferPointer { ks in
@@ -159,12 +204,42 @@ extension PackedMatrix {
                                                  pairsPerGroup: pairsPerGroup, chunksPerGroup: chunksPerGroup,
                                                  bias: SIMD8(repeating: mValue))
                         let body: @Sendable (Int) -> Void = { task in
-                            let lines = (rowCount + 15) / 16
-                            let r0 = Swift.min(rowCount, 16 * (lines * task / tasks))
-                            let r1 = Swift.min(rowCount, 16 * (lines * (task + 1) / tasks))
-                            if symmetric { nibbleRows(Biased.self, ctx, r0..<r1) } else { nibbleRows(Unbiased.self, ctx, r0..<r1) }
+                            let block = blockRange(task)
+                            if symmetric { nibbleRows(Biased.self, ctx, block) } else { nibbleRows(Unbiased.self, ctx, block) }
                         }
                         if tasks == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: tasks, execute: body) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// y = Ŵx for 4-bit codes with the AVX2 kernel (Sources/CQuantKernels) over the stored words and
+    /// fp16 metadata, without outlier corrections; x' and the group sums are prepared in C as well.
+    func multiplyNibblesAVX2(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutableBufferPointer<Float>,
+                             workers: Int) {
+        let pairsPerRow = wordsPerRow / 8
+        let groupSize = scheme.quantizer.groupSize ?? cols
+        let chunksPerGroup = scheme.quantizer.groupSize.map { $0 / 32 } ?? 2 * pairsPerRow
+        let bias = Int32(scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0)
+        let tasks = nibbleBlocks(workers: workers).tasks
+        var xp = [Float](repeating: 0, count: pairsPerRow * 64)
+        var xsum = [Float](repeating: 0, count: groupsPerRow)
+        words.withUnsafeBufferPointer { wp in
+            xp.withUnsafeMutableBufferPointer { xpp in
+                xsum.withUnsafeMutableBufferPointer { xsp in
+                    scales.withUnsafeBufferPointer { sp in
+                        minima.withUnsafeBufferPointer { mp in
+                            guard let xIn = x.baseAddress, let wBase = wp.baseAddress, let xBase = xpp.baseAddress,
+                                  let xsBase = xsp.baseAddress, let sBase = sp.baseAddress, let yBase = y.baseAddress
+                            else { return }
+                            cq_gemv4_prepare_avx2(xIn, cols, groupSize, pairsPerRow, xBase, xsBase)
+                            var problem = cq_gemv4_problem(
+                                words: wBase, words_per_row: wordsPerRow, xp: xBase, xsum: xsBase, scales: sBase,
+                                minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
+                                pairs_per_row: pairsPerRow, chunks_per_group: chunksPerGroup, bias: bias, y: yBase)
+                            cq_gemv_parallel_avx2(&problem, 0, rows, tasks, Int32(clamping: workers))
+                        }
                     }
                 }
             }

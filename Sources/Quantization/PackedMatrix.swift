@@ -132,8 +132,23 @@ public struct PackedMatrix: Sendable {
     /// Bits per weight = 8·bytes/n.
     public var bitsPerWeight: Double { rows * cols == 0 ? 0 : 8 * bytes / Double(rows * cols) }
 
-    /// Bytes the fused GEMV reads per call: the code words and its Float metadata.
-    public var kernelBytes: Int { words.count * 4 + kernelScales.count * 4 + kernelOffsets.count * 4 }
+    /// Bytes the fused GEMV reads per call: the code words and the metadata its kernel uses (the
+    /// AVX2 4-bit kernel reads the fp16 scales and minima as stored, the portable kernels Float copies).
+    public var kernelBytes: Int {
+        if usesAVX2Kernel { return words.count * 4 + scales.count * 2 + minima.count * 2 }
+        return words.count * 4 + kernelScales.count * 4 + kernelOffsets.count * 4
+    }
+
+    /// The implementation ``multiply(_:into:threads:)`` runs for this matrix on this CPU: "avx2" (the
+    /// AVX2 + FMA kernels: 2, 3, 4 or 8 bits, groups of whole 32-code chunks or per channel) or
+    /// "portable" (Swift SIMD).
+    public var kernelName: String { usesAVX2Kernel ? "avx2" : "portable" }
+
+    /// Whether ``multiply(_:into:threads:)`` runs an AVX2 kernel for this matrix on this CPU.
+    var usesAVX2Kernel: Bool {
+        GEMVKernel.avx2Available && [2, 3, 4, 8].contains(scheme.quantizer.bits)
+            && (scheme.quantizer.groupSize.map { $0 % 32 == 0 } ?? true)
+    }
 
     /// Bytes of the stored form: padded code words, fp16 metadata, and the outlier table as accounted.
     /// It exceeds ``bytes`` only by the padding of each row's last 32-code chunk.

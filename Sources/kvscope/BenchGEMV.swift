@@ -34,7 +34,8 @@ struct BenchGEMV: ParsableCommand {
             if json {
                 CLIError.printJSON([
                     "rows": r.rows.json, "cols": r.cols.json, "bits": r.bits.json, "group": group.json,
-                    "threads": r.threads.json, "repeats": repetitions.json,
+                    "threads": r.threads.json, "sgemv_threads": r.sgemvThreads.json, "kernel": r.kernel.json,
+                    "repeats": repetitions.json,
                     "fused_median_s": r.fused.json, "sgemv_median_s": r.sgemv.json,
                     "speedup_vs_sgemv": r.speedup.json,
                     "fused_min_s": r.fusedMinimum.json, "sgemv_min_s": r.sgemvMinimum.json,
@@ -45,7 +46,7 @@ struct BenchGEMV: ParsableCommand {
                     "fused_bandwidth_fraction": r.bandwidthFraction.json,
                 ])
             } else {
-                print(String(format: "%dx%d %d-bit g%d: fused %.3f ms, sgemv %.3f ms, speedup %.2f×; fused reads %.1f GB/s = %.0f%% of the measured read bandwidth %.1f GB/s (sgemv %.1f GB/s); minima: fused %.3f ms, sgemv %.3f ms",
+                print("\(r.kernel) kernel, \(r.threads) threads (sgemv \(r.sgemvThreads) threads): " + String(format: "%dx%d %d-bit g%d: fused %.3f ms, sgemv %.3f ms, speedup %.2f×; fused reads %.1f GB/s = %.0f%% of the measured read bandwidth %.1f GB/s (sgemv %.1f GB/s); minima: fused %.3f ms, sgemv %.3f ms",
                              rows, cols, bits, group, r.fused * 1e3, r.sgemv * 1e3, r.speedup, r.fusedGBs,
                              100 * r.bandwidthFraction, r.bandwidthGBs, r.sgemvGBs,
                              r.fusedMinimum * 1e3, r.sgemvMinimum * 1e3))

@@ -55,16 +55,25 @@ import Testing
 }
 
 @Suite struct FusedGEMVTests {
-    /// |y − Ŵx| ≤ 1e-5 · Σ_j |Ŵ_ij x_j| for every row, with Ŵx computed densely in Double.
+    /// |y − Ŵx| ≤ 1e-5 · Σ_j |Ŵ_ij x_j| for every row, with Ŵx computed densely in Double, for the
+    /// automatic kernel (AVX2 on this machine) and the forced portable fallback.
     func check(rows: Int, cols: Int, bits: Int, groupSize: Int?, mode: UniformQuantizer.Mode,
                outliers: Double, seed: UInt64) throws {
+        for kernel in [GEMVKernel.automatic, .portable] {
+            try check(rows: rows, cols: cols, bits: bits, groupSize: groupSize, mode: mode, outliers: outliers,
+                      seed: seed, kernel: kernel)
+        }
+    }
+
+    func check(rows: Int, cols: Int, bits: Int, groupSize: Int?, mode: UniformQuantizer.Mode,
+               outliers: Double, seed: UInt64, kernel: GEMVKernel, threads: Int? = nil) throws {
         var w = Matrix.gaussian(rows: rows, cols: cols, seed: seed)
         w.withUnsafeMutableBufferPointer { p in for i in stride(from: 0, to: p.count, by: 37) { p[i] *= 9 } }
         let packed = try QuantizationScheme(bits: bits, groupSize: groupSize, mode: mode, outlierFraction: outliers).pack(w)
         if outliers > 0 { #expect(packed.outliers.count > 0) }
         let dense = packed.dequantized()
         let x = Matrix.gaussian(rows: 1, cols: cols, seed: seed + 1).storage
-        let y = try packed.multiply(x)
+        let y = try packed.multiply(x, threads: threads, kernel: kernel)
         var worst = 0.0
         for i in 0..<rows {
             var exact = 0.0, magnitude = 0.0
@@ -75,7 +84,7 @@ import Testing
             }
             worst = max(worst, abs(Double(y[i]) - exact) / max(magnitude, 1e-30))
         }
-        #expect(worst <= 1e-5, "bits \(bits) group \(String(describing: groupSize)) \(mode) p \(outliers) \(rows)x\(cols): \(worst)")
+        #expect(worst <= 1e-5, "\(kernel) bits \(bits) group \(String(describing: groupSize)) \(mode) p \(outliers) \(rows)x\(cols): \(worst)")
     }
 
     @Test(arguments: 2...8)
@@ -94,6 +103,72 @@ import Testing
     @Test func largeMatrixUsesThreads() throws {
         try check(rows: 600, cols: 576, bits: 4, groupSize: 128, mode: .asymmetric, outliers: 0.005, seed: 21)
         try check(rows: 300, cols: 1536, bits: 3, groupSize: 64, mode: .asymmetric, outliers: 0, seed: 22)
+    }
+
+    /// 4-bit tails of both kernels: columns that do not fill the last 64-code pair (or the last group),
+    /// row counts that leave a remainder after the AVX2 kernel's 4-row blocks, and worker blocks.
+    @Test(arguments: [32, 64, 96, 128, nil] as [Int?])
+    func fourBitTails(groupSize: Int?) throws {
+        let shapes = [(1, 64), (3, 1), (2, 63), (4, 65), (5, 127), (6, 129), (7, 191), (13, 200), (67, 1001), (130, 520)]
+        for (rows, cols) in shapes {
+            for mode in [UniformQuantizer.Mode.asymmetric, .symmetric] {
+                for kernel in [GEMVKernel.automatic, .portable] {
+                    try check(rows: rows, cols: cols, bits: 4, groupSize: groupSize, mode: mode, outliers: 0,
+                              seed: UInt64(rows &* 31 &+ cols), kernel: kernel, threads: 3)
+                }
+            }
+        }
+        try check(rows: 67, cols: 1001, bits: 4, groupSize: groupSize, mode: .asymmetric, outliers: 0.01, seed: 9)
+    }
+
+    @Test func bothFourBitKernelsAgree() throws {
+        let w = Matrix.gaussian(rows: 259, cols: 1000, seed: 31)
+        for mode in [UniformQuantizer.Mode.asymmetric, .symmetric] {
+            let packed = try QuantizationScheme(bits: 4, groupSize: 128, mode: mode, outlierFraction: 0.003).pack(w)
+            let x = Matrix.gaussian(rows: 1, cols: 1000, seed: 32).storage
+            let a = try packed.multiply(x, kernel: .automatic)
+            let b = try packed.multiply(x, kernel: .portable)
+            let scale = b.map { abs($0) }.max() ?? 1
+            let largest = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            #expect(largest <= 1e-5 * scale)
+        }
+    }
+
+    /// Calls from several threads at once (the AVX2 worker pool serves one; the others run serially)
+    /// give the same bits as a single-threaded call: every row is computed by the same code.
+    @Test func concurrentCallsMatchSerial() throws {
+        let packed = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 512, cols: 2048, seed: 41))
+        let x = Matrix.gaussian(rows: 1, cols: 2048, seed: 42).storage
+        let serial = try packed.multiply(x, threads: 1)
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var all: [[Float]] = []
+        }
+        let results = Results()
+        DispatchQueue.concurrentPerform(iterations: 6) { _ in
+            for _ in 0..<5 {
+                let y = (try? packed.multiply(x)) ?? []
+                results.lock.withLock { results.all.append(y) }
+            }
+        }
+        let all = results.lock.withLock { results.all }
+        #expect(all.count == 30)
+        #expect(all.allSatisfy { $0 == serial })
+    }
+
+    /// The run-time dispatch agrees with the kernel's view of the CPU (/proc/cpuinfo on Linux).
+    @Test func avx2DetectionMatchesTheCPU() throws {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        let expected = flags.isSuperset(of: ["avx2", "fma", "f16c"])
+        #expect(GEMVKernel.avx2Available == expected)
+        let packed = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 4, cols: 128, seed: 2))
+        #expect(packed.kernelName == (expected ? "avx2" : "portable"))
+        // 5 bits, or groups that are not whole 32-code chunks, always take the portable kernel.
+        let five = try QuantizationScheme(bits: 5, groupSize: 128).pack(Matrix.gaussian(rows: 4, cols: 128, seed: 2))
+        let odd = try QuantizationScheme(bits: 4, groupSize: 48).pack(Matrix.gaussian(rows: 4, cols: 128, seed: 2))
+        #expect(five.kernelName == "portable" && odd.kernelName == "portable")
     }
 
     @Test func wrongShapeThrows() throws {

@@ -1,0 +1,91 @@
+#ifndef KVSCOPE_CQUANTKERNELS_H
+#define KVSCOPE_CQUANTKERNELS_H
+// AVX2 + FMA + F16C kernels for the Quantization module's fused dequant-GEMV, chosen at run time.
+// Only Quantization imports this module; its Swift kernels are the portable fallback.
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Whether this CPU runs the kernels below (AVX2, FMA and F16C, with OS support for YMM state).
+int cq_has_avx2_kernels(void);
+
+/// One 4-bit fused GEMV problem in the nibble-word layout (see BitPacking.swift).
+typedef struct cq_gemv4_problem {
+    /// Packed codes: `words_per_row` words per row, a multiple of 8 (64 codes).
+    const uint32_t *words;
+    size_t words_per_row;
+    /// x permuted and pre-scaled, 64 floats per 64-code pair: xp[64k + 8t + l] = x[64k + 32(l/4) + 4t + l%4] * 16^-t
+    /// (t < 7; unscaled for t = 7), zero past the last column.
+    const float *xp;
+    /// Sum of x over each group, `groups_per_row` floats.
+    const float *xsum;
+    /// fp16 scale of each group, rows * groups_per_row.
+    const uint16_t *scales;
+    /// fp16 minimum of each group (asymmetric), or NULL (symmetric: no offset term).
+    const uint16_t *minima;
+    size_t groups_per_row;
+    /// 64-code pairs per row (= words_per_row / 8).
+    size_t pairs_per_row;
+    /// 32-code chunks per group (per channel: 2 * pairs_per_row).
+    size_t chunks_per_group;
+    /// The symmetric code bias M (stored u = q + M), or 0 for asymmetric codes.
+    int32_t bias;
+    /// Output, one float per row.
+    float *y;
+} cq_gemv4_problem;
+
+/// The per-call inputs of the 4-bit kernel: xp (pairs_per_row * 64 floats, layout above, zero past
+/// `cols`) and xsum (one float per group of `group_size` columns, the last one partial; summed in
+/// double). Requires cq_has_avx2_kernels().
+void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_t pairs_per_row, float *xp,
+                           float *xsum);
+
+/// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
+void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1);
+
+/// One 2-, 3- or 8-bit fused GEMV problem in the bit-plane layout (see BitPacking.swift), groups of
+/// whole 32-code chunks (or per channel).
+typedef struct cq_gemv_planes_problem {
+    /// Code width: 2, 3 or 8.
+    int bits;
+    /// Packed codes: `bits` words per 32-code chunk, `chunks_per_row` chunks per row.
+    const uint32_t *words;
+    size_t chunks_per_row;
+    /// x pre-scaled per step (xs[32c + 8t + l] = x[32c + 8t + l] * 2^-(p t) for t < 3, p the low plane
+    /// width), and for 3 bits the high-bit copy xh[j] = 4 x_j 2^-(j mod 32) (negated for j mod 32 = 31);
+    /// zero-padded to whole chunks. xh is unused for other widths.
+    const float *xs;
+    const float *xh;
+    /// Sum of x over each group.
+    const float *xsum;
+    /// fp16 scale and minimum (asymmetric; NULL for symmetric) of each group.
+    const uint16_t *scales;
+    const uint16_t *minima;
+    size_t groups_per_row;
+    size_t chunks_per_group;
+    /// The symmetric code bias M, or 0.
+    int32_t bias;
+    float *y;
+} cq_gemv_planes_problem;
+
+/// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
+void cq_gemv_planes_avx2(const cq_gemv_planes_problem *p, size_t row0, size_t row1);
+
+/// Runs cq_gemv4_avx2 (`planes` = 0) or cq_gemv_planes_avx2 (`planes` = 1) over rows [0, rows) of
+/// `problem` in `tasks` blocks of whole 16-row lines, on up to `threads` threads: the caller and
+/// the persistent workers of a small pool, which spin briefly between calls and then sleep, so a
+/// call starts in microseconds. Tasks are claimed dynamically (a worker whose core is busy leaves
+/// its share to the others). A call made while another is running runs serially on the caller.
+void cq_gemv_parallel_avx2(const void *problem, int planes, size_t rows, size_t tasks, int threads);
+
+/// Sums `bytes` (a multiple of 256) at `base` with 256-bit loads: the streaming read of the
+/// bandwidth probe. The returned value only keeps the loads observable. Requires cq_has_avx2_kernels().
+uint64_t cq_read_stream_avx2(const void *base, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
