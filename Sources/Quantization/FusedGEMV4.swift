@@ -160,7 +160,7 @@ extension PackedMatrix {
     /// worker of at least 2¹⁸ codes each (a worker whose core is busy with other work leaves its
     /// share to the others), a single task for small matrices.
     func nibbleBlocks(workers: Int) -> (tasks: Int, block: @Sendable (Int) -> Range<Int>) {
-        let bySize = Swift.max(1, rows * cols >> 18)
+        let bySize = Swift.max(1, (rows * cols) >> 18)  // parenthesized: in Swift `>>` binds tighter than `*`
         let tasks = rows * cols < 1 << 16 ? 1 : Swift.max(1, Swift.min(4 * workers, bySize, rows / 16))
         let rowCount = rows
         return (tasks, { task in

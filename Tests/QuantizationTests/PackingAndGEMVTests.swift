@@ -100,6 +100,20 @@ import Testing
         }
     }
 
+    /// The row split gives one task per 2^18 weights, at most 4 per worker: a 2048×512 matrix makes 4
+    /// tasks for 2 workers, 4096×4096 makes 8 (a precedence slip, `rows * cols >> 18` read as
+    /// `rows * (cols >> 18)`, once made every matrix with fewer than 2^18 columns a single task).
+    @Test func rowBlocksSplitTheWorkAndCoverEveryRow() throws {
+        let packed = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 2048, cols: 512, seed: 5))
+        let (tasks, block) = packed.nibbleBlocks(workers: 2)
+        #expect(tasks == 4)
+        let blocks = (0..<tasks).map(block)
+        #expect(blocks.first?.lowerBound == 0 && blocks.last?.upperBound == 2048)
+        for i in 1..<tasks { #expect(blocks[i].lowerBound == blocks[i - 1].upperBound) }
+        let small = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 64, cols: 512, seed: 5))
+        #expect(small.nibbleBlocks(workers: 2).tasks == 1)
+    }
+
     @Test func largeMatrixUsesThreads() throws {
         try check(rows: 600, cols: 576, bits: 4, groupSize: 128, mode: .asymmetric, outliers: 0.005, seed: 21)
         try check(rows: 300, cols: 1536, bits: 3, groupSize: 64, mode: .asymmetric, outliers: 0, seed: 22)
