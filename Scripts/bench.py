@@ -143,18 +143,33 @@ def bench_prefill():
 def bench_gemv():
     rows = []
     for r, c in [(4096, 4096), (16384, 8192)]:
-        log(f"fused 4-bit dequant-GEMV {r}x{c} vs cblas_sgemv")
-        g = kvscope_json("bench", "gemv", "--rows", str(r), "--cols", str(c), "--bits", "4", "--repeat", "20")
+        log(f"fused 4-bit dequant-GEMV {r}x{c} vs cblas_sgemv (5 runs)")
+        runs = [kvscope_json("bench", "gemv", "--rows", str(r), "--cols", str(c), "--bits", "4", "--repeat", "20")
+                for _ in range(5)]
+        # The run with the median speed-up (each run times both sides back to back: ratios are comparable).
+        g = sorted(runs, key=lambda d: d["speedup_vs_sgemv"])[len(runs) // 2]
+        spread = ", ".join(f"{d['speedup_vs_sgemv']:.2f}" for d in runs)
         rows.append({
-            "what": f"4-bit g{g['group']} dequant-GEMV {r}×{c} (packed {g['fused_bytes'] / 1e6:.0f} MB)",
-            "kvscope": f"{g['fused_median_s'] * 1e3:.2f} ms", "reference": f"{g['sgemv_median_s'] * 1e3:.2f} ms (cblas_sgemv, fp32)",
+            "what": f"4-bit g{g['group']} dequant-GEMV {r}×{c} (packed {g['fused_bytes'] / 1e6:.0f} MB; {g['kernel']} kernel, {g['threads']} threads; median of 5 runs: {spread}×)",
+            "kvscope": f"{g['fused_median_s'] * 1e3:.2f} ms", "reference": f"{g['sgemv_median_s'] * 1e3:.2f} ms (cblas_sgemv, fp32, {g['sgemv_threads']} threads)",
             "ratio": g["speedup_vs_sgemv"], "goal": "≥ 4×"})
         if r == 16384:
+            g = sorted(runs, key=lambda d: d["fused_bandwidth_fraction"])[len(runs) // 2]
+            spread = ", ".join(f"{d['fused_bandwidth_fraction']:.2f}" for d in runs)
             rows.append({
-                "what": f"its read rate vs the measured read bandwidth",
-                "kvscope": f"{g['fused_read_gbs']:.1f} GB/s", "reference": f"{g['read_bandwidth_gbs']:.1f} GB/s (streaming read, same run)",
+                "what": f"its read rate vs the measured read bandwidth (median of 5 runs: {spread})",
+                "kvscope": f"{g['fused_read_gbs']:.1f} GB/s", "reference": f"{g['read_bandwidth_gbs']:.1f} GB/s (AVX2 streaming read, every core, same run)",
                 "ratio": g["fused_bandwidth_fraction"], "goal": "≥ 0.60"})
     return rows
+
+
+def bench_alloc():
+    log("weight bit allocation over SmolLM2's matrices")
+    a = kvscope_json("bench", "alloc", SMOL, "--bits", "3.0", "--repeat", "9")
+    return [{
+        "what": f"`tune --weight-bits 3.0` allocation alone: {a['matrices']} matrices × {a['options'] // a['matrices']} options (bits 2/3/4/8 × outliers 0/1%), multiple-choice knapsack",
+        "kvscope": f"{a['median_s'] * 1e3:.1f} ms (plan {a['bits_per_weight']:.3f} bits/weight)",
+        "reference": "limit 100 ms", "ratio": 0.1 / a["median_s"], "goal": "under 100 ms"}]
 
 
 def bench_tui():
@@ -239,6 +254,7 @@ def main():
         ("KV compression: spectra", bench_spectra()),
         ("Inference: prefill", bench_prefill()),
         ("Quantization: fused GEMV", bench_gemv()),
+        ("Quantization: bit allocation", bench_alloc()),
         ("Explorer: frame time", bench_tui()),
         ("Scale: Llama-3-8B shape", bench_scale()),
     ]

@@ -93,26 +93,49 @@ public enum BudgetAllocator {
         guard !items.isEmpty else {
             return AllocationResult(choices: [], totalCost: 0, totalBytes: 0, budget: budget, unitBytes: u, usedUnits: 0)
         }
-        // best[c]: least cost of the items so far using at most c units.
+        // best[c]: least cost of the items so far using at most c units. Only a band of c matters for
+        // item i: below prefixMin[i] nothing fits (∞); at or above prefixMax[i] every option fits, so
+        // best[c] = best[prefixMax[i]] (copied, with its choice); below units − suffixMax[i + 1] no
+        // walk back from `units` can arrive, nor does item i + 1 read there. The result is the same
+        // as the full table's, in a fraction of the time when items are many.
         let width = units + 1
+        var prefixMin = [Int](repeating: 0, count: items.count + 1), prefixMax = prefixMin, suffixMax = prefixMin
+        for i in items.indices {
+            prefixMin[i + 1] = Swift.min(units + 1, prefixMin[i] + (weights[i].min() ?? 0))
+            prefixMax[i + 1] = Swift.min(units, prefixMax[i] + (weights[i].max() ?? 0))
+        }
+        for i in items.indices.reversed() { suffixMax[i] = Swift.min(units, suffixMax[i + 1] + (weights[i].max() ?? 0)) }
         var best = [Double](repeating: 0, count: width)
         var next = [Double](repeating: .infinity, count: width)
         var choice = [UInt16](repeating: UInt16.max, count: items.count * width)
         choice.withUnsafeMutableBufferPointer { ch in
             for i in items.indices {
+                // (A budget above every option's total can push the suffix bound past `high`: keep n[high].)
+                let low = Swift.min(Swift.max(prefixMin[i + 1], units - suffixMax[i + 1]), prefixMax[i + 1])
+                let high = prefixMax[i + 1]  // ≤ units
                 best.withUnsafeBufferPointer { b in
                     next.withUnsafeMutableBufferPointer { n in
                         n.update(repeating: .infinity)
                         let row = ch.baseAddress! + i * width
-                        for (j, option) in items[i].enumerated() {
-                            let w = weights[i][j]
-                            guard w <= units else { continue }
-                            let cost = option.cost
-                            for c in w..<width {
-                                let candidate = b[c - w] + cost
-                                if candidate < n[c] {
-                                    n[c] = candidate
-                                    row[c] = UInt16(j)
+                        if low <= high {
+                            for (j, option) in items[i].enumerated() {
+                                let w = weights[i][j]
+                                let start = Swift.max(low, w)
+                                guard start <= high else { continue }
+                                let cost = option.cost
+                                for c in start...high {
+                                    let candidate = b[c - w] + cost
+                                    if candidate < n[c] {
+                                        n[c] = candidate
+                                        row[c] = UInt16(j)
+                                    }
+                                }
+                            }
+                            if high < units {
+                                let (value, pick) = (n[high], row[high])
+                                for c in (high + 1)...units {
+                                    n[c] = value
+                                    row[c] = pick
                                 }
                             }
                         }

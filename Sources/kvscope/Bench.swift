@@ -7,7 +7,7 @@ import TensorFiles
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run kvscope's micro-benchmarks (used by `make bench`).",
-        subcommands: [BenchSVD.self, BenchGGUF.self, BenchScale.self, BenchPrefill.self, BenchGEMV.self, BenchTUI.self]
+        subcommands: [BenchSVD.self, BenchGGUF.self, BenchScale.self, BenchPrefill.self, BenchGEMV.self, BenchAlloc.self, BenchTUI.self]
     )
 }
 

@@ -41,6 +41,21 @@ import Testing
         #expect(solved > 200 && infeasible > 10)
     }
 
+    /// A budget above every option's total (the DP's band bounds then meet): the least-cost options.
+    @Test func aBudgetAboveEverythingTakesTheBestOptions() throws {
+        let items: [[AllocationOption]] = [
+            [.init(bytes: 10, cost: 5), .init(bytes: 20, cost: 1)],
+            [.init(bytes: 5, cost: 2), .init(bytes: 15, cost: 3), .init(bytes: 30, cost: 0)],
+            [.init(bytes: 7, cost: 1)],
+        ]
+        for units in [60, 100, 1000] {
+            let r = try BudgetAllocator.solve(items, budget: 1000, units: units)
+            #expect(r.choices == [1, 2, 0])
+            #expect(r.totalCost == 2)
+            #expect(try BudgetAllocator.bruteForceCost(items, budget: 1000, units: units) == 2)
+        }
+    }
+
     @Test func integerBytesMatchBruteForceInBytes() throws {
         // Exact in bytes when u = 1 byte: compare against a search over real byte totals.
         let items: [[AllocationOption]] = [
