@@ -220,7 +220,7 @@ struct EvalRun {
         let c = loaded.model.configuration
         var calibration: CalibrationStatistics?
         if settings.needsCalibration(kvDimension: c.kvDimension) {
-            let path = calibrationPath ?? defaultCalibrationText
+            let path = calibrationPath ?? SampleFiles.resolve(defaultCalibrationText)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw CommandError(calibrationPath == nil
                     ? "\(path): the default calibration text is not here (run from the repository root or pass --calib FILE)"

@@ -23,7 +23,8 @@ struct TUI: ParsableCommand {
     @Option(help: "Text for perplexity in Eval mode.") var text: String = "Samples/eval.txt"
 
     func run() throws {
-        try CLIError.reporting { try TUIApp.run(model: model, config: config, theme: theme, evalText: text) }
+        try CLIError.reporting { try TUIApp.run(model: model, config: config, theme: theme,
+                                               evalText: text == "Samples/eval.txt" ? SampleFiles.resolve(text) : text) }
     }
 }
 
@@ -33,7 +34,7 @@ enum TUIApp {
     /// bar before the screen opens). None when neither exists.
     static func explorerCalibration(_ session: ModelSession) throws -> CalibrationStatistics? {
         if session.isBundle { return try session.bundledCalibration() }
-        let path = "Samples/calibration.txt"
+        let path = SampleFiles.resolve("Samples/calibration.txt")
         guard FileManager.default.fileExists(atPath: path), session.hyperparameters.architecture == "llama",
               session.opened.format == .gguf else { return nil }
         let bar = ProgressBar("calibration (once; cached)")

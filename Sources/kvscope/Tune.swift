@@ -135,7 +135,8 @@ struct Tune: ParsableCommand {
         settings.rankStep = rankStep
         guard minRank <= hp.kvDim else { throw CommandError("--min-rank \(minRank) exceeds d_kv \(hp.kvDim)") }
 
-        let calibration = try CalibrationRun.capture(modelPath: model, textPath: calib)
+        // The default text is found from the current directory or the binary's checkout.
+        let calibration = try CalibrationRun.capture(modelPath: model, textPath: calib == "Samples/calibration.txt" ? SampleFiles.resolve(calib) : calib)
         let memory = try BiBranchMemoryModel(kvSize: hp.kvDim, hiddenSize: hp.hiddenSize, window: window,
                                              groupSize: settings.groupSize, basis: basisKind)
         let baseline = try memory.baselineTotalBytes(layerCount: hp.nLayers, contextLength: context)
