@@ -190,9 +190,15 @@ public indirect enum ConfigValue: Sendable, Equatable {
         }
     }
 
-    /// Parses a YAML document (one document; anchors and aliases are resolved; duplicate keys rejected).
+    /// Parses a YAML document (one document; duplicate keys rejected). Anchors and aliases are refused
+    /// before Yams sees the text: kvscope never writes them, and an alias bomb used as a mapping key
+    /// makes Yams' own duplicate-key check hash an exponentially large tree (found by FuzzConfig).
     /// - Throws: ``ConfigError`` naming the file, line and column.
     public static func parseYAML(_ text: String, path: String) throws -> ConfigValue {
+        if let (line, column, token) = firstAnchorOrAlias(in: text) {
+            throw ConfigError(path: path, "YAML \(token == "&" ? "anchors" : "aliases") are not supported in configs "
+                                  + "(line \(line), column \(column)): write the values out")
+        }
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
@@ -206,6 +212,49 @@ public indirect enum ConfigValue: Sendable, Equatable {
         // the tree may hold at most a few values per byte of text.
         var budget = max(4096, 4 * text.utf8.count)
         return try ConfigValue(yaml: node, path: path, entry: "", depth: 0, budget: &budget)
+    }
+
+    /// The first `&anchor` or `*alias` token outside quoted scalars and comments: a `&` or `*` that
+    /// starts a node — the last non-blank character before it on its line is none, or one of the
+    /// indicators `:` `-` `?` `[` `{` `,` — and is followed by a name character. (Inside a plain
+    /// scalar, " &x" is text; block scalars, which configs do not use, are not told apart.)
+    static func firstAnchorOrAlias(in text: String) -> (line: Int, column: Int, token: Character)? {
+        var line = 1, column = 0
+        var quote: Character? = nil, comment = false, escaped = false
+        var previous: Character = "\n", lastSignificant: Character = "\n"
+        let chars = Array(text)
+        var i = 0
+        while i < chars.count {
+            let c = chars[i]
+            let next: Character? = i + 1 < chars.count ? chars[i + 1] : nil
+            column += 1
+            if c == "\n" {
+                line += 1; column = 0; comment = false
+                if quote == nil { lastSignificant = "\n" }
+            } else if comment {
+            } else if let q = quote {
+                if q == "\"" {
+                    if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { quote = nil; lastSignificant = c }
+                } else if c == "'" {
+                    if next == "'" { i += 2; column += 1; previous = c; continue }  // '' inside '…'
+                    quote = nil
+                    lastSignificant = c
+                }
+            } else if c == " " || c == "\t" {
+            } else if c == "#" && (previous == " " || previous == "\t" || previous == "\n") {
+                comment = true
+            } else if (c == "\"" || c == "'") && "\n:-?[{,".contains(lastSignificant) {
+                quote = c
+            } else if c == "&" || c == "*", "\n:-?[{,".contains(lastSignificant),
+                      let n = next, !" \t\n,[]{}".contains(n) {
+                return (line, column, c)
+            } else {
+                lastSignificant = c
+            }
+            previous = c
+            i += 1
+        }
+        return nil
     }
 
     /// A YAML error in one line: the problem and where, without the document text Yams appends.

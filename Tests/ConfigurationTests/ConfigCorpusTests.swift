@@ -28,7 +28,10 @@ import Testing
         ("yaml_nan_memory.yaml", ".nan is not a finite number"),
         ("deep_nesting.json", "nested deeper"),
         ("deep_nesting.yaml", "nested deeper than 64 levels"),
-        ("yaml_alias_bomb.yaml", "YAML aliases expand to too many values"),
+        ("yaml_alias_bomb.yaml", "YAML anchors are not supported in configs (line 1, column 4)"),
+        // FuzzConfig (timeout): the bomb inside a flow sequence used as a mapping key, which Yams'
+        // duplicate-key check hashed for ever; now refused before Yams parses.
+        ("yaml_alias_key_bomb.yaml", "YAML anchors are not supported in configs"),
                 ("duplicate_key.json", "duplicate key"),
         ("not_utf8.json", "UTF-8"),
         ("not_utf8.yaml", "UTF-8"),
@@ -65,6 +68,17 @@ import Testing
             let again = try KVScopeConfig.decode(Array(try config.encoded(format).utf8), format: format)
             #expect(again == config)
         }
+    }
+
+    /// Anchors and aliases are found where YAML has them, and not in quoted or plain text.
+    @Test func anchorsAndAliasesAreFoundOnlyAsNodes() {
+        let found: [(String, Int, Int)] = [("a: &x 1\n", 1, 4), ("b: [1, *y]\n", 1, 8), ("- &z\n", 1, 3), ("k:\n  - *w\n", 2, 5)]
+        for (text, line, column) in found {
+            let hit = ConfigValue.firstAnchorOrAlias(in: text)
+            #expect(hit?.line == line && hit?.column == column, "\(text)")
+        }
+        let clean = ["a: 'it''s &x *y'\n", "b: \"*z &w \\\" *v\"\n", "c: x &y *z # &c\n", "d: 2*3\n", "e: [a &b, c*d]\n", "# *x\n"]
+        for text in clean { #expect(ConfigValue.firstAnchorOrAlias(in: text) == nil, "\(text)") }
     }
 
     @Test func everyCorpusFileHasACase() throws {
