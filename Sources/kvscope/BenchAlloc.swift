@@ -29,21 +29,8 @@ struct BenchAlloc: ParsableCommand {
         try CLIError.reporting {
             let session = try ModelSession(path: model)
             let description = try ModelDescription(opened: session.opened, path: model)
-            let catalog = session.opened.catalog
-            let entries = catalog.entries.filter { description.matrices[$0.name] != nil && $0.rows == nil }
-            let choices = WeightTuner.choices(groupSize: 128)
-            let cache = ErrorTableCache()
-            let bar = ProgressBar("weight error tables")
-            var tables: [ErrorTable] = []
-            let layers = Array(Set(entries.compactMap(\.layer))).sorted()
-            for (i, layer) in layers.enumerated() {
-                let inputs = try entries.filter { $0.layer == layer }.map {
-                    ErrorTableInput(name: $0.name, weights: try catalog.matrix($0, from: session.opened.file))
-                }
-                tables += try cache.tables(for: inputs, choices: choices)
-                bar.update(i + 1, layers.count)
-            }
-            bar.finish()
+            let tables = try Tune.weightErrorTables(session: session, description: description,
+                                                    choices: WeightTuner.choices(groupSize: 128))
             var times: [Double] = []
             var plan: WeightTuner.Plan?
             for _ in 0..<repetitions {

@@ -211,17 +211,16 @@ struct Tune: ParsableCommand {
         return (section, metrics, summary)
     }
 
-    func tuneWeights(session: ModelSession, averageBits: Double) throws -> (section: WeightsSection, metrics: [(key: String, value: ConfigValue)], summary: JSON) {
-        let description = try ModelDescription(opened: session.opened, path: model)
-        let groupSize: Int? = weightGroup == 0 ? nil : weightGroup
-        let choices = WeightTuner.choices(groupSize: groupSize)
+    /// The error table of every weight matrix the config can name, from the on-disk cache when present,
+    /// computed one layer at a time (only that layer's fp32 matrices in memory), with a progress bar.
+    static func weightErrorTables(session: ModelSession, description: ModelDescription,
+                                  choices: ErrorTableChoices) throws -> [ErrorTable] {
         let catalog = session.opened.catalog
         let entries = catalog.entries.filter { description.matrices[$0.name] != nil && $0.rows == nil }
         let cache = ErrorTableCache()
         let bar = ProgressBar("weight error tables")
         defer { bar.finish() }
         var tables: [ErrorTable] = []
-        // One layer at a time keeps only that layer's fp32 matrices in memory.
         let layers = Array(Set(entries.compactMap(\.layer))).sorted()
         for (i, layer) in layers.enumerated() {
             let inputs = try entries.filter { $0.layer == layer }.map {
@@ -230,7 +229,14 @@ struct Tune: ParsableCommand {
             tables += try cache.tables(for: inputs, choices: choices)
             bar.update(i + 1, layers.count)
         }
-        bar.finish()
+        return tables
+    }
+
+    func tuneWeights(session: ModelSession, averageBits: Double) throws -> (section: WeightsSection, metrics: [(key: String, value: ConfigValue)], summary: JSON) {
+        let description = try ModelDescription(opened: session.opened, path: model)
+        let groupSize: Int? = weightGroup == 0 ? nil : weightGroup
+        let choices = WeightTuner.choices(groupSize: groupSize)
+        let tables = try Self.weightErrorTables(session: session, description: description, choices: choices)
         let plan = try WeightTuner.tune(tables: tables, averageBits: averageBits, groupSize: groupSize)
         let relative = (plan.totalCost / plan.totalEnergy).squareRoot()
         if !json {
