@@ -14,29 +14,9 @@ BUNDLE="$ROOT/Samples/smollm2"
 if ! command -v tmux >/dev/null; then echo "tmux not installed: skipping the terminal safety test"; exit 0; fi
 [ -x "$BIN" ] || { echo "missing $BIN (swift build first)"; exit 1; }
 [ -d "$BUNDLE" ] || { echo "missing $BUNDLE"; exit 1; }
-SOCK="kvscope-safety-$$"
-WORK="$(mktemp -d)"
-T() { tmux -L "$SOCK" "$@"; }
-SERVER_PID=""
-cleanup() {
-  T kill-server 2>/dev/null || true
-  # kill-server has been seen to leave the server behind; end it by its own pid.
-  [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- screen ---"; T capture-pane -p -t safe || true; exit 1; }
-screen() { T capture-pane -p -t safe; }
-# wait_for TEXT [seconds]: poll the screen until TEXT appears.
-wait_for() {
-  local deadline=$((SECONDS + ${2:-20}))
-  while [ $SECONDS -lt $deadline ]; do
-    screen | grep -qF -- "$1" && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$1'"
-}
-flag() { T display-message -p -t safe "#{$1}"; }
+SESSION=safe
+# shellcheck source=tmux_lib.sh
+source "$ROOT/Tests/E2E/tmux_lib.sh"
 
 T -f /dev/null new-session -d -s safe -x 100 -y 30 "cd '$WORK' && PS1='READY> ' bash --norc --noprofile -i" \
   </dev/null >/dev/null 2>&1

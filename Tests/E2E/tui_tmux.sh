@@ -21,28 +21,9 @@ EVAL="$ROOT/Samples/eval.txt"
 if ! command -v tmux >/dev/null; then echo "tmux not installed: skipping the TUI end-to-end test"; exit 0; fi
 [ -x "$BIN" ] || { echo "missing $BIN (swift build first)"; exit 1; }
 [ -f "$MODEL" ] || { echo "missing $MODEL (make models)"; exit 1; }
-SOCK="kvscope-e2e-$$"
-WORK="$(mktemp -d)"
-T() { tmux -L "$SOCK" "$@"; }
-SERVER_PID=""
-cleanup() {
-  T kill-server 2>/dev/null || true
-  # kill-server has been seen to leave the server behind; end it by its own pid.
-  [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- screen ---"; T capture-pane -p -t e2e || true; exit 1; }
-# wait_for TEXT [seconds]: poll the screen until TEXT appears.
-wait_for() {
-  local deadline=$((SECONDS + ${2:-20}))
-  while [ $SECONDS -lt $deadline ]; do
-    T capture-pane -p -t e2e | grep -qF -- "$1" && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$1'"
-}
-screen() { T capture-pane -p -t e2e; }
+SESSION=e2e
+# shellcheck source=tmux_lib.sh
+source "$ROOT/Tests/E2E/tmux_lib.sh"
 TUI="'$BIN' tui '$BUNDLE' --text '$EVAL'"
 
 # CLI reference figures, computed while the explorer starts.
