@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# No file lost, end to end: `kvscope export` (factors safetensors and Palu ranks) into a full 64 KiB
+# No file lost, end to end: `kvscope export` (factors safetensors and Palu ranks) and `kvscope tune --out`
+# into a full 64 KiB
 # tmpfs and a read-only one keeps the existing file byte for byte, prints one `kvscope: error:` line
 # and exits non-zero, leaving no temporary file; an export interrupted by SIGINT or SIGTERM leaves
 # the old file or the whole new one and no temporary file; after SIGKILL (which cannot be caught) at
@@ -47,14 +48,14 @@ check_refused() {
   [ "$rc" != 0 ] || fail "$name: exit status 0"
   [ "$(wc -l < "$WORK/err.txt")" = 1 ] && grep -q "^kvscope: error: " "$WORK/err.txt" || { cat "$WORK/err.txt"; fail "$name: not one error line"; }
   [ "$(cat "$file")" = "$OLD" ] || fail "$name: the old file changed"
-  strays="$(ls -A "$TINY" | grep -v -x -e filler -e factors.safetensors -e head_wise_ranks.json || true)"
+  strays="$(ls -A "$TINY" | grep -v -x -e filler -e factors.safetensors -e head_wise_ranks.json -e tuned.json || true)"
   [ -z "$strays" ] || fail "$name: left $strays"
   echo "ok: $name (exit $rc: $(cat "$WORK/err.txt"))"
 }
 fill() { dd if=/dev/zero of="$TINY/filler" bs=4k 2>/dev/null || true; }
 
 # 1. A full file system.
-echo "$OLD" > "$TINY/factors.safetensors"; echo "$OLD" > "$TINY/head_wise_ranks.json"; fill
+echo "$OLD" > "$TINY/factors.safetensors"; echo "$OLD" > "$TINY/head_wise_ranks.json"; echo "$OLD" > "$TINY/tuned.json"; fill
 set +e
 "$BIN" export "$WORK/cfg.json" --factors "$TINY/factors.safetensors" --force >/dev/null 2>"$WORK/err.txt"; rc=$?
 set -e
@@ -63,6 +64,10 @@ set +e
 "$BIN" export "$WORK/cfg.json" --palu "$TINY" --force >/dev/null 2>"$WORK/err.txt"; rc=$?
 set -e
 check_refused "export --palu into a full file system" $rc "$TINY/head_wise_ranks.json"
+set +e
+"$BIN" tune "$MODEL" --weight-bits 3.0 --out "$TINY/tuned.json" --force >/dev/null 2>"$WORK/err.txt"; rc=$?
+set -e
+check_refused "tune --out into a full file system" $rc "$TINY/tuned.json"
 
 # 2. A read-only file system (chmod does not stop root; a read-only mount does).
 rm -f "$TINY/filler"
