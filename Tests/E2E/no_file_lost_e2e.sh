@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # No file lost, end to end: `kvscope export` (factors safetensors and Palu ranks) and `kvscope tune --out`
-# into a full 64 KiB
-# tmpfs and a read-only one keeps the existing file byte for byte, prints one `kvscope: error:` line
+# into a full 64 KiB tmpfs, and export into a read-only one, keep the existing file byte for byte, prints one `kvscope: error:` line
 # and exits non-zero, leaving no temporary file; an export interrupted by SIGINT or SIGTERM leaves
 # the old file or the whole new one and no temporary file; after SIGKILL (which cannot be caught) at
 # most a temporary file named .NAME.tmp-XXXXXX may remain.
