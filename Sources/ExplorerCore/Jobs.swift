@@ -145,9 +145,7 @@ public final class ExplorerJobs: @unchecked Sendable {
     /// The file with every layer weight matrix, opened once.
     func loadWeightFile() throws -> OpenedModel {
         if let f = lock.withLock({ weightFile }) { return f }
-        guard let f = try session.weightModel() else {
-            throw TensorFileError(path: session.path, "the weight matrices need the bundle's source model; run `make models`")
-        }
+        let f = try session.fullModel()
         lock.withLock { weightFile = f }
         return f
     }

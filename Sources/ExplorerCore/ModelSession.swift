@@ -149,13 +149,30 @@ public final class ModelSession: Sendable {
     /// - Throws: ``TensorFileError`` when the full model is absent (a bundle without its source) or
     ///   unreadable; ``InferenceError`` for an unsupported model.
     public func inferenceModel() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
-        guard let full = fullModelPath else {
-            throw TensorFileError(path: path, "the bundle's source model \(bundle?.model.path ?? "") is not present; run `make models`")
+        try Self.inferenceModel(from: try fullModel())
+    }
+
+    /// The full model file: the session's own (already open), or a bundle's source model (opened now).
+    /// - Throws: ``TensorFileError`` when a bundle's source model is absent or unreadable.
+    public func fullModel() throws -> OpenedModel {
+        guard let full = try weightModel() else { throw missingSourceModel() }
+        return full
+    }
+
+    /// The dense llama model and its tokenizer from an opened GGUF. The opened model's metadata is
+    /// compact (no long arrays); the tokenizer reads the file's full metadata.
+    /// - Throws: ``TensorFileError`` for a file that is not GGUF; ``InferenceError`` for an unsupported model.
+    public static func inferenceModel(from full: OpenedModel) throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+        guard let gguf = full.file as? GGUFFile else {
+            throw TensorFileError(path: full.file.path, "inference needs a llama GGUF model")
         }
-        let file = try GGUFFile(path: full)
-        let metadata = file.metadata
-        return (try LlamaModel(weights: DenseLlamaWeights(gguf: file, metadata: metadata)),
+        let metadata = gguf.metadata
+        return (try LlamaModel(weights: DenseLlamaWeights(gguf: gguf, metadata: metadata)),
                 try BPETokenizer(metadata: metadata))
+    }
+
+    func missingSourceModel() -> TensorFileError {
+        TensorFileError(path: path, "the bundle's source model \(bundle?.model.path ?? "") is not present; run `make models`")
     }
 
     /// Calibration statistics of the full model on `text`, from the on-disk cache
@@ -170,9 +187,7 @@ public final class ModelSession: Sendable {
                             progress: ((Int, Int) -> Void)? = nil,
                             cancellation: CancellationFlag? = nil) throws -> CalibrationStatistics {
         if let bundle, bundle.text.sha256 == text.sha256, let stats = try bundledCalibration() { return stats }
-        guard let full = fullModelPath else {
-            throw TensorFileError(path: path, "the bundle's source model \(bundle?.model.path ?? "") is not present; run `make models`")
-        }
+        guard let full = fullModelPath else { throw missingSourceModel() }
         let cache = CalibrationCache(directory: CalibrationCache.defaultDirectory())
         let url = cache.fileURL(modelIdentity: try CalibrationCache.modelIdentity(path: full), textSHA256: text.sha256,
                                 sampleCount: sampleCount, seed: 0, maxSequenceLength: CalibrationCapture.defaultMaxSequenceLength)

@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import TerminalUI
 
@@ -50,9 +51,15 @@ public final class ExplorerRuntime {
         return !messages.isEmpty
     }
 
-    /// Starts the initial error-model job (the table shows "…" until it is done).
+    /// Starts the initial error-model job (the table shows "…" until it is done), and hashes a model
+    /// file for configs on a background thread (into the on-disk cache), so the first `e` or `o` does
+    /// not read the whole model on the UI thread (seconds for a multi-GB model).
     public func start() {
-        guard jobs != nil else { return }
+        guard let jobs else { return }
+        if !jobs.session.isBundle {
+            let path = jobs.session.path
+            Thread.detachNewThread { _ = try? ModelHashCache.sha256(ofFile: path) }
+        }
         let effect = Explorer.start(&state, .buildErrorModel(groupSize: state.settings.groupSize))
         perform(effect)
     }

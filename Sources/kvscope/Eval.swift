@@ -153,25 +153,13 @@ struct EvalModel {
 
     init(path: String) throws {
         session = try ModelSession(path: path)
-        if session.isBundle {
-            guard let p = session.fullModelPath else {
-                throw TensorFileError(path: path, "the bundle's source model \(session.bundle?.model.path ?? "") is not present; run `make models`")
-            }
-            fullPath = p
-            full = try openModel(path: p)
-        } else {
-            fullPath = path
-            full = session.opened
-        }
+        full = try session.fullModel()
+        fullPath = full.file.path
     }
 
     /// The dense llama model and its tokenizer, from the already opened file.
     func inferenceModel() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
-        // The opened model's metadata is compact (no long arrays); the tokenizer needs the file's full metadata.
-        guard let gguf = full.file as? GGUFFile else { throw CommandError("\(fullPath): eval needs a llama GGUF model") }
-        let metadata = gguf.metadata
-        return (try LlamaModel(weights: DenseLlamaWeights(gguf: gguf, metadata: metadata)),
-                try BPETokenizer(metadata: metadata))
+        try ModelSession.inferenceModel(from: full)
     }
 }
 
