@@ -37,19 +37,40 @@ public final class AtomicFileWriter {
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[...$0]) } ?? ""
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        var template = Array("\(dir).\(base).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
-            throw TensorFileError(path: path, "cannot create a temporary file: \(String(cString: strerror(errno)))")
+        // The temporary name is registered for the signal handler *before* the file is created
+        // (O_EXCL, a fresh random suffix on a clash), so no signal can arrive between creation and
+        // registration and leave the file behind.
+        var created: (fd: Int32, path: String, slot: Int?)?
+        for _ in 0..<64 {
+            let candidate = "\(dir).\(base).tmp-\(Self.randomSuffix())"
+            let slot = TemporaryFileRegistry.register(candidate)
+            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                created = (fd, candidate, slot)
+                break
+            }
+            let code = errno
+            TemporaryFileRegistry.unregister(slot)
+            guard code == EEXIST else {
+                throw TensorFileError(path: path, "cannot create a temporary file: \(String(cString: strerror(code)))")
+            }
         }
-        self.fd = fd
-        self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        self.registration = TemporaryFileRegistry.register(temporaryPath)
+        guard let created else { throw TensorFileError(path: path, "cannot create a temporary file: every name tried exists") }
+        self.fd = created.fd
+        self.temporaryPath = created.path
+        self.registration = created.slot
         self.overwrite = overwrite
         _ = fchmod(fd, 0o644)
     }
     private let overwrite: Bool
     private var registration: Int?
+
+    /// Six characters from [A-Za-z0-9], as mkstemp(3) would choose.
+    private static func randomSuffix() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<6).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] })
+    }
 
     /// Appends bytes.
     /// - Throws: ``TensorFileError`` on a write error (e.g. a full disk).

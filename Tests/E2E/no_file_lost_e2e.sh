@@ -103,9 +103,10 @@ for sig in INT TERM KILL; do
 done
 echo "ok: interrupted exports ($killed killed mid-run of 9): old or new file; no stray file after SIGINT/SIGTERM"
 # 4. SIGINT exactly while the temporary file exists (polled): the handler removes it.
-python3 - "$BIN" "$WORK/cfg.json" "$OUT" "$OLD" <<'PY' || fail "SIGINT during the write"
-import glob, os, signal, subprocess, sys, time
-binary, cfg, out, old = sys.argv[1:5]
+python3 - "$BIN" "$WORK/cfg.json" "$OUT" "$OLD" "$NEW_SHA" <<'PY' || fail "SIGINT during the write"
+import glob, hashlib, os, signal, subprocess, sys, time
+binary, cfg, out, old, new_sha = sys.argv[1:6]
+new_sha = new_sha.split()[0]  # sha256sum prints "HASH  -"
 dest = os.path.join(out, "g.safetensors")
 caught = 0
 for _ in range(3):
@@ -123,8 +124,10 @@ for _ in range(3):
     strays = glob.glob(os.path.join(out, ".g.safetensors.tmp-*"))
     if strays:
         sys.exit(f"stray temporary file after SIGINT: {strays}")
-    if open(dest, "rb").read(len(old)) != old.encode() and p.returncode == -signal.SIGINT:
-        sys.exit("the old file was replaced by an interrupted export")
+    data = open(dest, "rb").read()
+    # A signal that lands after the rename legitimately leaves the complete new file.
+    if not data.startswith(old.encode()) and hashlib.sha256(data).hexdigest() != new_sha:
+        sys.exit("an interrupted export left a partial file")
 print(f"ok: SIGINT while the temporary file existed ({caught} of 3 caught mid-write): no stray file, old file kept")
 PY
 echo "PASS: no file lost ($SECONDS s)"
