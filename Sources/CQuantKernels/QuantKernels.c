@@ -17,14 +17,16 @@
 #define CQ_TARGET __attribute__((target("avx2,fma,f16c")))
 #define CQ_INLINE static inline __attribute__((always_inline)) CQ_TARGET
 
-/// Rows that share each load of x in the main loop.
-#ifndef CQ_ROW_BLOCK
-#define CQ_ROW_BLOCK 4
-#endif
-/// Bytes ahead of the current position that the code streams are prefetched.
+/// Rows of a tile of the tiled 4-bit layout (BitPacking.nibbleTileRows).
+#define CQ_TILE_ROWS 4
+/// Bytes ahead of the current position that a tile's code stream is prefetched.
 #ifndef CQ_PREFETCH_BYTES
-#define CQ_PREFETCH_BYTES 768
+#define CQ_PREFETCH_BYTES 2048
 #endif
+/// Groups whose fp16 scales a tile converts to Float at a time (a window on the stack).
+#define CQ_SCALE_WINDOW 64
+#define CQ_STR2(s) #s
+#define CQ_STR(s) CQ_STR2(s)
 
 int cq_has_avx2_kernels(void) {
     unsigned int eax, ebx, ecx, edx;
@@ -69,62 +71,52 @@ CQ_INLINE double cq_offset_term(const uint16_t *minima, const float *xsum, size_
 
 CQ_INLINE __m256i cq_bias(int32_t m, int t) { return _mm256_set1_epi32(t < 7 ? m << (4 * t) : m); }
 
-/// R rows (R ≤ CQ_ROW_BLOCK) starting at r0, groups of whole 64-code pairs (or per channel).
-/// Each step's x vector is loaded once for all R rows; each row keeps two accumulator chains.
-CQ_INLINE void cq_rows_whole_pairs(const cq_gemv4_problem *p, size_t r0, int R, int symmetric) {
+/// Where row r's pairs are in the tiled layout: its first pair, and the distance between its pairs
+/// in 32-byte vectors (the row count of its tile).
+CQ_INLINE const __m256i *cq_row_pairs(const cq_gemv4_problem *p, size_t r, size_t *stride) {
+    const size_t first = r - r % CQ_TILE_ROWS;
+    *stride = p->rows - first < CQ_TILE_ROWS ? p->rows - first : CQ_TILE_ROWS;
+    return (const __m256i *)(p->words + first * p->words_per_row) + (r - first);
+}
+
+/// One row (of a partial tile, or a range that does not start a tile), groups of whole 64-code
+/// pairs (or per channel); two accumulator chains.
+CQ_INLINE void cq_row_whole_pairs(const cq_gemv4_problem *p, size_t r, int symmetric) {
     const size_t gpr = p->groups_per_row, ppr = p->pairs_per_row, ppg = p->chunks_per_group / 2;
-    const __m256i *w[CQ_ROW_BLOCK];
-    __m256 scaled[CQ_ROW_BLOCK];
-    for (int r = 0; r < R; r++) {
-        w[r] = (const __m256i *)(p->words + (r0 + r) * p->words_per_row);
-        scaled[r] = _mm256_setzero_ps();
-    }
+    size_t stride;
+    const __m256i *w = cq_row_pairs(p, r, &stride);
+    __m256 scaled = _mm256_setzero_ps();
     for (size_t g = 0; g < gpr; g++) {
-        __m256 a[CQ_ROW_BLOCK][2];
-        for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
         const size_t k1 = (g + 1) * ppg < ppr ? (g + 1) * ppg : ppr;
         for (size_t k = g * ppg; k < k1; k++) {
-            __m256i v[CQ_ROW_BLOCK];
-            for (int r = 0; r < R; r++) {
-                _mm_prefetch((const char *)(w[r] + k) + CQ_PREFETCH_BYTES, _MM_HINT_T0);
-                v[r] = _mm256_loadu_si256(w[r] + k);
-            }
+            const __m256i v = _mm256_loadu_si256(w + k * stride);
             const float *xk = p->xp + 64 * k;
-            // The eight steps are spelled out: SwiftPM builds C at -O2, which keeps a loop over t
-            // (variable masks, accumulators in memory); unrolled, everything stays in registers.
-#define CQ_STEP(t)                                                                                       \
-    do {                                                                                                 \
-        const __m256 x = _mm256_loadu_ps(xk + 8 * (t));                                                  \
-        const __m256i bias = cq_bias(p->bias, (t));                                                      \
-        for (int r = 0; r < R; r++)                                                                      \
-            a[r][(t) & 1] = _mm256_fmadd_ps(cq_step_floats(v[r], (t), bias, symmetric), x, a[r][(t) & 1]); \
-    } while (0)
-            CQ_STEP(0); CQ_STEP(1); CQ_STEP(2); CQ_STEP(3); CQ_STEP(4); CQ_STEP(5); CQ_STEP(6); CQ_STEP(7);
-#undef CQ_STEP
+            // Spelled out: SwiftPM builds C at -O2, which keeps a loop over t (variable masks).
+#define CQ_STEP(t, acc) \
+    acc = _mm256_fmadd_ps(cq_step_floats(v, (t), cq_bias(p->bias, (t)), symmetric), _mm256_loadu_ps(xk + 8 * (t)), acc)
+            CQ_STEP(0, a0); CQ_STEP(1, a1); CQ_STEP(2, a0); CQ_STEP(3, a1);
+            CQ_STEP(4, a0); CQ_STEP(5, a1); CQ_STEP(6, a0); CQ_STEP(7, a1);
         }
-        for (int r = 0; r < R; r++) {
-            const __m256 s = _mm256_set1_ps(_cvtsh_ss(p->scales[(r0 + r) * gpr + g]));
-            scaled[r] = _mm256_fmadd_ps(s, _mm256_add_ps(a[r][0], a[r][1]), scaled[r]);
-        }
+        const __m256 s = _mm256_set1_ps(_cvtsh_ss(p->scales[r * gpr + g]));
+        scaled = _mm256_fmadd_ps(s, _mm256_add_ps(a0, a1), scaled);
     }
-    for (int r = 0; r < R; r++) {
-        const uint16_t *minima = p->minima ? p->minima + (r0 + r) * gpr : 0;
-        p->y[r0 + r] = (float)(cq_sum_lanes(scaled[r]) + cq_offset_term(minima, p->xsum, gpr));
-    }
+    const uint16_t *minima = p->minima ? p->minima + r * gpr : 0;
+    p->y[r] = (float)(cq_sum_lanes(scaled) + cq_offset_term(minima, p->xsum, gpr));
 }
 
 /// One row whose groups hold an odd number of 32-code chunks: a pair's two halves may belong to two
 /// groups, so each pair is scaled lane-wise (low half: chunk 2k, high half: chunk 2k + 1).
 CQ_INLINE void cq_row_split_pairs(const cq_gemv4_problem *p, size_t r, int symmetric) {
     const size_t gpr = p->groups_per_row, cpg = p->chunks_per_group;
-    const __m256i *w = (const __m256i *)(p->words + r * p->words_per_row);
+    size_t stride;
+    const __m256i *w = cq_row_pairs(p, r, &stride);
     const uint16_t *scales = p->scales + r * gpr;
     __m256 scaled = _mm256_setzero_ps();
     for (size_t k = 0; k < p->pairs_per_row; k++) {
-        const __m256i v = _mm256_loadu_si256(w + k);
+        const __m256i v = _mm256_loadu_si256(w + k * stride);
+        const float *xk = p->xp + 64 * k;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-#define CQ_STEP(t, acc) \
-    acc = _mm256_fmadd_ps(cq_step_floats(v, (t), cq_bias(p->bias, (t)), symmetric), _mm256_loadu_ps(p->xp + 64 * k + 8 * (t)), acc)
         CQ_STEP(0, a0); CQ_STEP(1, a1); CQ_STEP(2, a0); CQ_STEP(3, a1);
         CQ_STEP(4, a0); CQ_STEP(5, a1); CQ_STEP(6, a0); CQ_STEP(7, a1);
 #undef CQ_STEP
@@ -134,6 +126,118 @@ CQ_INLINE void cq_row_split_pairs(const cq_gemv4_problem *p, size_t r, int symme
     }
     const uint16_t *minima = p->minima ? p->minima + r * gpr : 0;
     p->y[r] = (float)(cq_sum_lanes(scaled) + cq_offset_term(minima, p->xsum, gpr));
+}
+
+// The tile kernel: the 4 rows of a full tile, groups of whole pairs, in inline assembly. Written
+// with intrinsics, the compiler hoists the four code loads of a pair out of the eight steps and
+// spills them (it has 16 vector registers: 8 accumulators, 4 code vectors, x, a temporary), so the
+// loop here is pinned: ymm0–7 accumulate (row i: ymm(2i) for even steps, ymm(2i+1) for odd ones,
+// two chains to hide the FMA latency), ymm8–11 hold the pair's codes of rows 0–3, ymm12 the step's
+// x', ymm13–14 the converted codes; the step masks (and symmetric biases) are memory operands.
+// Per 64 codes and row: 8 mask/shift, 8 convert and 8 FMA instructions; per group and row, a
+// broadcast scale and one FMA into the row's scaled sum (kept in memory, as 4 vectors at `sc`).
+
+static const uint32_t cq_nibble_masks[7][8] __attribute__((aligned(32))) = {
+#define CQ_M8(v) {v, v, v, v, v, v, v, v}
+    CQ_M8(0xFu), CQ_M8(0xF0u), CQ_M8(0xF00u), CQ_M8(0xF000u), CQ_M8(0xF0000u), CQ_M8(0xF00000u), CQ_M8(0xF000000u)
+#undef CQ_M8
+};
+
+#define CQ_NO_BIAS(t)
+#define CQ_SUB_BIAS(t) "vpsubd " #t "*32(%[b]), %%ymm13, %%ymm13\n\t"
+#define CQ_TILE_ROW(t, code, acc, BIAS) \
+    "vpand " #t "*32(%[m]), " code ", %%ymm13\n\t" BIAS(t) "vcvtdq2ps %%ymm13, %%ymm13\n\t" \
+    "vfmadd231ps %%ymm12, %%ymm13, " acc "\n\t"
+#define CQ_TILE_TOP(code, acc, BIAS) \
+    "vpsrld $28, " code ", %%ymm13\n\t" BIAS(7) "vcvtdq2ps %%ymm13, %%ymm13\n\t" \
+    "vfmadd231ps %%ymm12, %%ymm13, " acc "\n\t"
+#define CQ_TILE_STEP(t, BIAS, a0, a1, a2, a3) \
+    "vmovups " #t "*32(%[x]), %%ymm12\n\t" \
+    CQ_TILE_ROW(t, "%%ymm8", a0, BIAS) CQ_TILE_ROW(t, "%%ymm9", a1, BIAS) \
+    CQ_TILE_ROW(t, "%%ymm10", a2, BIAS) CQ_TILE_ROW(t, "%%ymm11", a3, BIAS)
+#define CQ_EVEN "%%ymm0", "%%ymm2", "%%ymm4", "%%ymm6"
+#define CQ_ODD "%%ymm1", "%%ymm3", "%%ymm5", "%%ymm7"
+#define CQ_TILE_STEP_(...) CQ_TILE_STEP(__VA_ARGS__)
+#define CQ_TILE_SCALE(i, ae, ao) \
+    "vaddps " ao ", " ae ", " ae "\n\t" \
+    "vbroadcastss " #i "*4*" CQ_STR(CQ_SCALE_WINDOW) "(%[sb]), %%ymm8\n\t" \
+    "vfmadd213ps " #i "*32(%[sc]), %%ymm8, " ae "\n\t" \
+    "vmovups " ae ", " #i "*32(%[sc])\n\t"
+
+/// `groups` groups of `ppg` pairs of a full tile from its pair `v` and x' at `x`; sb: the Float
+/// scales of the groups (row i at sb[i·CQ_SCALE_WINDOW + g]); b: the symmetric biases per step.
+#define CQ_TILE_KERNEL(name, BIAS)                                                                            \
+    static void name(const __m256i *v, const float *x, const float *sb, size_t groups, size_t ppg,            \
+                     const int32_t *b, __m256 *sc) {                                                          \
+        size_t n;                                                                                             \
+        __asm__ volatile(                                                                                     \
+            "2:\n\t"                                                                                          \
+            "vxorps %%xmm0, %%xmm0, %%xmm0\n\t vxorps %%xmm1, %%xmm1, %%xmm1\n\t"                             \
+            "vxorps %%xmm2, %%xmm2, %%xmm2\n\t vxorps %%xmm3, %%xmm3, %%xmm3\n\t"                             \
+            "vxorps %%xmm4, %%xmm4, %%xmm4\n\t vxorps %%xmm5, %%xmm5, %%xmm5\n\t"                             \
+            "vxorps %%xmm6, %%xmm6, %%xmm6\n\t vxorps %%xmm7, %%xmm7, %%xmm7\n\t"                             \
+            "mov %[ppg], %[n]\n\t"                                                                            \
+            "1:\n\t"                                                                                          \
+            "prefetcht0 " CQ_STR(CQ_PREFETCH_BYTES) "(%[v])\n\t"                                              \
+            "prefetcht0 " CQ_STR(CQ_PREFETCH_BYTES) "+64(%[v])\n\t"                                           \
+            "vmovdqu 0(%[v]), %%ymm8\n\t vmovdqu 32(%[v]), %%ymm9\n\t"                                        \
+            "vmovdqu 64(%[v]), %%ymm10\n\t vmovdqu 96(%[v]), %%ymm11\n\t"                                     \
+            CQ_TILE_STEP_(0, BIAS, CQ_EVEN) CQ_TILE_STEP_(1, BIAS, CQ_ODD)                                    \
+            CQ_TILE_STEP_(2, BIAS, CQ_EVEN) CQ_TILE_STEP_(3, BIAS, CQ_ODD)                                    \
+            CQ_TILE_STEP_(4, BIAS, CQ_EVEN) CQ_TILE_STEP_(5, BIAS, CQ_ODD)                                    \
+            CQ_TILE_STEP_(6, BIAS, CQ_EVEN)                                                                   \
+            "vmovups 7*32(%[x]), %%ymm12\n\t"                                                                 \
+            CQ_TILE_TOP("%%ymm8", "%%ymm1", BIAS) CQ_TILE_TOP("%%ymm9", "%%ymm3", BIAS)                       \
+            CQ_TILE_TOP("%%ymm10", "%%ymm5", BIAS) CQ_TILE_TOP("%%ymm11", "%%ymm7", BIAS)                     \
+            "add $128, %[v]\n\t"                                                                              \
+            "add $256, %[x]\n\t"                                                                              \
+            "dec %[n]\n\t"                                                                                    \
+            "jnz 1b\n\t"                                                                                      \
+            CQ_TILE_SCALE(0, "%%ymm0", "%%ymm1") CQ_TILE_SCALE(1, "%%ymm2", "%%ymm3")                         \
+            CQ_TILE_SCALE(2, "%%ymm4", "%%ymm5") CQ_TILE_SCALE(3, "%%ymm6", "%%ymm7")                         \
+            "add $4, %[sb]\n\t"                                                                               \
+            "dec %[g]\n\t"                                                                                    \
+            "jnz 2b\n\t"                                                                                      \
+            : [v] "+r"(v), [x] "+r"(x), [sb] "+r"(sb), [g] "+r"(groups), [n] "=&r"(n)                         \
+            : [ppg] "r"(ppg), [m] "r"(cq_nibble_masks), [b] "r"(b), [sc] "r"(sc)                              \
+            : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",         \
+              "xmm11", "xmm12", "xmm13", "memory", "cc");                                                     \
+    }
+CQ_TILE_KERNEL(cq_tile_asymmetric, CQ_NO_BIAS)
+CQ_TILE_KERNEL(cq_tile_symmetric, CQ_SUB_BIAS)
+#undef CQ_TILE_KERNEL
+
+/// The full tile of rows r0…r0+3 (groups of whole pairs, or per channel).
+CQ_TARGET static void cq_tile(const cq_gemv4_problem *p, size_t r0, const int32_t *biases) {
+    const size_t gpr = p->groups_per_row, ppr = p->pairs_per_row, ppg = p->chunks_per_group / 2;
+    const __m256i *tile = (const __m256i *)(p->words + r0 * p->words_per_row);
+    __m256 scaled[CQ_TILE_ROWS] __attribute__((aligned(32)));
+    float sb[CQ_TILE_ROWS * CQ_SCALE_WINDOW] __attribute__((aligned(32)));
+    for (int i = 0; i < CQ_TILE_ROWS; i++) scaled[i] = _mm256_setzero_ps();
+    for (size_t g0 = 0; g0 < gpr; g0 += CQ_SCALE_WINDOW) {
+        const size_t count = gpr - g0 < CQ_SCALE_WINDOW ? gpr - g0 : CQ_SCALE_WINDOW;
+        for (int i = 0; i < CQ_TILE_ROWS; i++) {
+            const uint16_t *s = p->scales + (r0 + i) * gpr + g0;
+            size_t g = 0;
+            for (; g + 8 <= count; g += 8)
+                _mm256_store_ps(sb + i * CQ_SCALE_WINDOW + g, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g))));
+            for (; g < count; g++) sb[i * CQ_SCALE_WINDOW + g] = _cvtsh_ss(s[g]);
+        }
+        // Whole groups, then a last group that may hold fewer pairs (the row's last pairs).
+        const size_t k0 = g0 * ppg, k_end = (g0 + count) * ppg < ppr ? (g0 + count) * ppg : ppr;
+        const size_t whole = (k_end - k0) / ppg, rest = (k_end - k0) % ppg;
+        void (*kernel)(const __m256i *, const float *, const float *, size_t, size_t, const int32_t *, __m256 *) =
+            p->bias ? cq_tile_symmetric : cq_tile_asymmetric;
+        if (whole) kernel(tile + CQ_TILE_ROWS * k0, p->xp + 64 * k0, sb, whole, ppg, biases, scaled);
+        if (rest) {
+            const size_t k = k0 + whole * ppg;
+            kernel(tile + CQ_TILE_ROWS * k, p->xp + 64 * k, sb + whole, 1, rest, biases, scaled);
+        }
+    }
+    for (int i = 0; i < CQ_TILE_ROWS; i++) {
+        const uint16_t *minima = p->minima ? p->minima + (r0 + i) * gpr : 0;
+        p->y[r0 + i] = (float)(cq_sum_lanes(scaled[i]) + cq_offset_term(minima, p->xsum, gpr));
+    }
 }
 
 /// xp for one 64-code pair from 64 values of x: step t takes x[4t…4t+3] and x[32+4t…32+4t+3], scaled by 16⁻ᵗ.
@@ -171,23 +275,30 @@ CQ_TARGET void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_s
     }
 }
 
-// Specializations: the row count of a block and the symmetric flag are compile-time constants.
-CQ_TARGET static void cq_block_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, CQ_ROW_BLOCK, 0); }
-CQ_TARGET static void cq_block_symmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, CQ_ROW_BLOCK, 1); }
-CQ_TARGET static void cq_row_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, 1, 0); }
-CQ_TARGET static void cq_row_symmetric(const cq_gemv4_problem *p, size_t r) { cq_rows_whole_pairs(p, r, 1, 1); }
+// Specializations: the symmetric flag is a compile-time constant.
+CQ_TARGET static void cq_row_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_row_whole_pairs(p, r, 0); }
+CQ_TARGET static void cq_row_symmetric(const cq_gemv4_problem *p, size_t r) { cq_row_whole_pairs(p, r, 1); }
 CQ_TARGET static void cq_split_asymmetric(const cq_gemv4_problem *p, size_t r) { cq_row_split_pairs(p, r, 0); }
 CQ_TARGET static void cq_split_symmetric(const cq_gemv4_problem *p, size_t r) { cq_row_split_pairs(p, r, 1); }
 
 CQ_TARGET void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1) {
     const int symmetric = p->bias != 0;
-    size_t r = row0;
     if (p->chunks_per_group % 2 != 0) {
-        for (; r < row1; r++) (symmetric ? cq_split_symmetric : cq_split_asymmetric)(p, r);
+        for (size_t r = row0; r < row1; r++) (symmetric ? cq_split_symmetric : cq_split_asymmetric)(p, r);
         return;
     }
-    for (; r + CQ_ROW_BLOCK <= row1; r += CQ_ROW_BLOCK) (symmetric ? cq_block_symmetric : cq_block_asymmetric)(p, r);
-    for (; r < row1; r++) (symmetric ? cq_row_symmetric : cq_row_asymmetric)(p, r);
+    int32_t biases[8][8] __attribute__((aligned(32)));
+    for (int t = 0; t < 8; t++)
+        for (int l = 0; l < 8; l++) biases[t][l] = t < 7 ? (int32_t)((uint32_t)p->bias << (4 * t)) : p->bias;
+    for (size_t r = row0; r < row1;) {
+        if (r % CQ_TILE_ROWS == 0 && r + CQ_TILE_ROWS <= row1 && r + CQ_TILE_ROWS <= p->rows) {
+            cq_tile(p, r, &biases[0][0]);
+            r += CQ_TILE_ROWS;
+        } else {
+            (symmetric ? cq_row_symmetric : cq_row_asymmetric)(p, r);
+            r++;
+        }
+    }
 }
 
 // 2-, 3- and 8-bit codes: bit planes. A plane load gives lane l the bits of codes l, 8+l, 16+l, 24+l;

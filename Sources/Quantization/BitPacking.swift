@@ -9,7 +9,13 @@
 /// (64 codes). One 32-byte vector load of two chunks gives lane l = 4h + i the codes
 /// 32h + 4t + i, and step t is a single mask (`v & 0xF·16ᵗ`, value u·16ᵗ, compensated by an x
 /// pre-scaled by 16⁻ᵗ) or, for t = 7, a shift: 64 codes decode with 16 integer operations and no
-/// widening shuffles.
+/// widening shuffles. 4-bit rows are also *tiled*: rows are taken in tiles of ``nibbleTileRows`` (4;
+/// the last tile of a matrix may hold fewer, n rows), a tile starts at word `firstRow·wordsPerRow`
+/// as a row-major matrix would, and inside it the 64-code pairs are interleaved: pair k of the
+/// tile's row i is the 8 words at `(k·n + i)·8`. The GEMV, which works on 4 rows at a time, so
+/// reads one sequential stream instead of 4 (the hardware prefetchers and the software prefetch
+/// then keep up with memory; see FusedGEMV4.swift). ``chunkOffset(row:chunk:rows:perRow:bits:)``
+/// finds any chunk.
 ///
 /// Other widths use *bit planes*. Within a chunk, code j is written
 /// j = 8t + l with lane l ∈ 0..<8 and step t ∈ 0..<4, and a b-bit code is split into *bit planes*
@@ -39,6 +45,19 @@ public enum BitPacking {
         case 7: return [4, 2, 1]
         default: return []
         }
+    }
+
+    /// Rows of a 4-bit tile (see the type's documentation).
+    public static let nibbleTileRows = 4
+
+    /// Word offset of chunk `chunk` of row `row` in a matrix of `rows` rows of `perRow` words packed
+    /// at `bits` bits: row-major for every width but 4, tiled for 4 (see the type's documentation).
+    @inlinable
+    public static func chunkOffset(row: Int, chunk: Int, rows: Int, perRow: Int, bits: Int) -> Int {
+        guard bits == 4 else { return row * perRow + chunk * bits }
+        let first = row - row % nibbleTileRows
+        let tileRows = Swift.min(nibbleTileRows, rows - first)
+        return first * perRow + ((chunk >> 1) * tileRows + row - first) * 8 + (chunk & 1) * 4
     }
 
     /// Words of one row of `count` codes at `bits` bits.
@@ -96,7 +115,7 @@ public enum BitPacking {
         return UInt8(truncatingIfNeeded: result)
     }
 
-    /// Packs `rows` rows of `count` codes each (row-major) into chunked words.
+    /// Packs `rows` rows of `count` codes each (row-major) into chunked words (4-bit: tiled).
     /// - Precondition: every code is below 2^bits and `bits` is 2…8.
     public static func pack(_ codes: [UInt8], rows: Int, count: Int, bits: Int) -> [UInt32] {
         precondition((2...8).contains(bits) && codes.count == rows * count, "BitPacking.pack: bad shape or width")
@@ -109,7 +128,8 @@ public enum BitPacking {
                     while start < count {
                         let end = Swift.min(start + chunkCodes, count)
                         packChunk(UnsafeBufferPointer(rebasing: c[(r * count + start)..<(r * count + end)]),
-                                  bits: bits, into: w.baseAddress! + r * perRow + chunk * bits)
+                                  bits: bits, into: w.baseAddress! + chunkOffset(row: r, chunk: chunk, rows: rows,
+                                                                                  perRow: perRow, bits: bits))
                         start = end
                         chunk += 1
                     }
@@ -127,8 +147,8 @@ public enum BitPacking {
         words.withUnsafeBufferPointer { w in
             for r in 0..<rows {
                 for j in 0..<count {
-                    codes[r * count + j] = code(at: j & 31, bits: bits,
-                                                chunk: w.baseAddress! + r * perRow + (j >> 5) * bits)
+                    let chunk = chunkOffset(row: r, chunk: j >> 5, rows: rows, perRow: perRow, bits: bits)
+                    codes[r * count + j] = code(at: j & 31, bits: bits, chunk: w.baseAddress! + chunk)
                 }
             }
         }

@@ -231,7 +231,8 @@ extension PackedMatrix {
                     default: gemvRows(Decoder8.self, ctx, r0..<r1, bits: 8, gpr: gpr, wpr: wpr, cpr: chunksPerRow, cpg: chunksPerGroup)
                     }
                 } else {
-                    gemvRowsGeneric(ctx, r0..<r1, bits: bits, cols: cols, groupSize: g, gpr: gpr, wpr: wpr)
+                    gemvRowsGeneric(ctx, r0..<r1, bits: bits, cols: cols, groupSize: g, gpr: gpr, wpr: wpr,
+                                    totalRows: rows)
                 }
                 if let rp = ctx.rowPointers, let cp = ctx.columns, let oc = ctx.corrections {
                     for r in r0..<r1 {
@@ -329,14 +330,14 @@ private func gemvRows<D: ChunkDecoder>(_: D.Type, _ c: GEMVContext, _ rows: Rang
 /// The generic row loop (widths 5–7, or groups that are not whole 32-code chunks): one row's codes
 /// are decoded at a time into a small buffer.
 private func gemvRowsGeneric(_ c: GEMVContext, _ rows: Range<Int>, bits: Int, cols: Int, groupSize: Int,
-                             gpr: Int, wpr: Int) {
+                             gpr: Int, wpr: Int, totalRows: Int) {
     var codes = [Float](repeating: 0, count: cols)
     let words = c.words.assumingMemoryBound(to: UInt32.self)
     codes.withUnsafeMutableBufferPointer { u in
         for r in rows {
-            let row = words + r * wpr
             for j in 0..<cols {
-                u[j] = Float(BitPacking.code(at: j & 31, bits: bits, chunk: row + (j >> 5) * bits)) - c.codeOffset
+                let chunk = BitPacking.chunkOffset(row: r, chunk: j >> 5, rows: totalRows, perRow: wpr, bits: bits)
+                u[j] = Float(BitPacking.code(at: j & 31, bits: bits, chunk: words + chunk)) - c.codeOffset
             }
             var y = 0.0
             for g in 0..<gpr {

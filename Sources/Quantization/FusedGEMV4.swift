@@ -16,10 +16,13 @@ import Foundation
 //
 // Two implementations share that math and the per-call x' and group sums:
 // - `GEMVKernel.avx2` (Sources/CQuantKernels, chosen at run time when the CPU has AVX2, FMA and
-//   F16C): 256-bit AVX2 with FMA; four rows at a time share every load of x' (per step: one x'
-//   load, then mask, convert and FMA for each row, two accumulator chains per row to hide the FMA
-//   latency); the code streams are prefetched; the fp16 scales and minima are read as stored
-//   (F16C converts them), so the kernel streams 4.25 bits a weight at g128 instead of 4.5.
+//   F16C): 256-bit AVX2 with FMA. The 4 rows of a tile (BitPacking's tiled layout: a tile's pairs
+//   are interleaved row by row, so its codes are one sequential stream, prefetched 2 KiB ahead)
+//   share every load of x' (per step: one x' load, then mask, convert and FMA for each row, two
+//   accumulator chains per row to hide the FMA latency); that loop is inline assembly so that
+//   nothing spills. The fp16 scales and minima are read as stored (a tile converts its scales in
+//   windows of 64 groups with F16C), so the kernel streams 4.25 bits a weight at g128, not 4.5.
+//   Rows of a partial last tile, and groups of an odd number of chunks, run a one-row loop.
 // - `GEMVKernel.portable`: the same loop in Swift SIMD (what Swift's default x86-64 target
 //   compiles, SSE2), reading the Float copies of the metadata: two SIMD8 accumulators (four
 //   128-bit chains).
@@ -73,6 +76,7 @@ private struct Nibble4Context: @unchecked Sendable {
     let scales: UnsafePointer<Float>
     let offsets: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
+    let rows: Int
     let wordsPerRow: Int
     let groupsPerRow: Int
     let pairsPerRow: Int
@@ -115,7 +119,11 @@ private func nibbleRows<B: NibbleBias>(_: B.Type, _ c: Nibble4Context, _ rows: R
     let gpr = c.groupsPerRow
     let m = c.bias
     for r in rows {
-        let row = c.words + r * c.wordsPerRow * 4
+        // The row's first pair and the distance between its pairs in the tiled layout (BitPacking).
+        let first = r - r % BitPacking.nibbleTileRows
+        let tileRows = Swift.min(BitPacking.nibbleTileRows, c.rows - first)
+        let row = c.words + 4 * (first * c.wordsPerRow + (r - first) * 8)
+        let pairStride = 32 * tileRows
         let scales = c.scales + r * gpr, offsets = c.offsets + r * gpr
         var scaled = SIMD8<Float>.zero
         var offsetTerm = 0.0
@@ -125,7 +133,7 @@ private func nibbleRows<B: NibbleBias>(_: B.Type, _ c: Nibble4Context, _ rows: R
                 var k = g * c.pairsPerGroup
                 let k1 = Swift.min(k + c.pairsPerGroup, c.pairsPerRow)
                 while k < k1 {
-                    accumulatePair(B.self, row.loadUnaligned(fromByteOffset: 32 * k, as: SIMD8<UInt32>.self),
+                    accumulatePair(B.self, row.loadUnaligned(fromByteOffset: pairStride * k, as: SIMD8<UInt32>.self),
                                    c.xp + 256 * k, m, &a0, &a1)
                     k += 1
                 }
@@ -136,7 +144,7 @@ private func nibbleRows<B: NibbleBias>(_: B.Type, _ c: Nibble4Context, _ rows: R
             // Groups of an odd number of chunks: a pair's halves may belong to two groups.
             for k in 0..<c.pairsPerRow {
                 var a0 = SIMD8<Float>.zero, a1 = a0
-                accumulatePair(B.self, row.loadUnaligned(fromByteOffset: 32 * k, as: SIMD8<UInt32>.self),
+                accumulatePair(B.self, row.loadUnaligned(fromByteOffset: pairStride * k, as: SIMD8<UInt32>.self),
                                c.xp + 256 * k, m, &a0, &a1)
                 let g0 = 2 * k / c.chunksPerGroup, g1 = (2 * k + 1) / c.chunksPerGroup
                 let s0 = scales[g0], s1 = g1 < gpr ? scales[g1] : 0  // a padding chunk holds only zeros
@@ -200,7 +208,7 @@ extension PackedMatrix {
                               let oBase = ko.baseAddress, let xsBase = xsum.baseAddress, let yBase = y.baseAddress
                         else { return }
                         let ctx = Nibble4Context(words: wBase, xp: xBase, xsum: xsBase, scales: sBase, offsets: oBase,
-                                                 y: yBase, wordsPerRow: wpr, groupsPerRow: gpr, pairsPerRow: pairsPerRow,
+                                                 y: yBase, rows: rows, wordsPerRow: wpr, groupsPerRow: gpr, pairsPerRow: pairsPerRow,
                                                  pairsPerGroup: pairsPerGroup, chunksPerGroup: chunksPerGroup,
                                                  bias: SIMD8(repeating: mValue))
                         let body: @Sendable (Int) -> Void = { task in
@@ -235,7 +243,7 @@ extension PackedMatrix {
                             else { return }
                             cq_gemv4_prepare_avx2(xIn, cols, groupSize, pairsPerRow, xBase, xsBase)
                             var problem = cq_gemv4_problem(
-                                words: wBase, words_per_row: wordsPerRow, xp: xBase, xsum: xsBase, scales: sBase,
+                                words: wBase, words_per_row: wordsPerRow, rows: rows, xp: xBase, xsum: xsBase, scales: sBase,
                                 minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
                                 pairs_per_row: pairsPerRow, chunks_per_group: chunksPerGroup, bias: bias, y: yBase)
                             cq_gemv_parallel_avx2(&problem, 0, rows, tasks, Int32(clamping: workers))

@@ -16,7 +16,7 @@ public struct PackedMatrix: Sendable {
     public let scheme: QuantizationScheme
     /// Groups per row.
     public let groupsPerRow: Int
-    /// Packed codes, `wordsPerRow` words per row.
+    /// Packed codes, `wordsPerRow` words per row (4-bit rows tiled; see ``BitPacking``).
     public let words: [UInt32]
     /// Words per row: ⌈cols/32⌉·bits.
     public let wordsPerRow: Int
@@ -91,10 +91,9 @@ public struct PackedMatrix: Sendable {
     /// The code q of entry (row, col) as DESIGN.md §4 defines it (signed for symmetric).
     public func code(row: Int, col: Int) -> Int {
         precondition(row >= 0 && row < rows && col >= 0 && col < cols, "PackedMatrix.code out of range")
-        let u = words.withUnsafeBufferPointer { w in
-            BitPacking.code(at: col & 31, bits: scheme.quantizer.bits,
-                            chunk: w.baseAddress! + row * wordsPerRow + (col >> 5) * scheme.quantizer.bits)
-        }
+        let bits = scheme.quantizer.bits
+        let chunk = BitPacking.chunkOffset(row: row, chunk: col >> 5, rows: rows, perRow: wordsPerRow, bits: bits)
+        let u = words.withUnsafeBufferPointer { w in BitPacking.code(at: col & 31, bits: bits, chunk: w.baseAddress! + chunk) }
         return Int(u) - (scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0)
     }
 

@@ -32,6 +32,27 @@ import Testing
         #expect(more == [0, 0, 0, 0, 0xF, 0, 0, 0])
     }
 
+    @Test func fourBitRowsAreTiledAsDocumented() {
+        // 6 rows of 100 codes: 2 pairs (16 words) a row; tile 0 holds rows 0–3, tile 1 rows 4–5.
+        // Pair k of row i of a tile of n rows is at tileStart + (k·n + i)·8.
+        let (rows, count, perRow) = (6, 100, 16)
+        var codes = [UInt8](repeating: 0, count: rows * count)
+        codes[2 * count + 64] = 0x7  // row 2, code 64: pair 1, chunk 0, word 0, nibble 0
+        codes[5 * count + 99] = 0x9  // row 5, code 99: pair 1, chunk 1 (code 35 of it): word 3, nibble 0
+        let words = BitPacking.pack(codes, rows: rows, count: count, bits: 4)
+        #expect(words.count == rows * perRow)
+        let row2Pair1 = (1 * 4 + 2) * 8
+        #expect(words[row2Pair1] == 0x7)
+        let row5Pair1 = 4 * perRow + (1 * 2 + 1) * 8
+        #expect(words[row5Pair1 + 4 + 3] == 0x9)
+        #expect(words.enumerated().allSatisfy { $0.offset == row2Pair1 || $0.offset == row5Pair1 + 7 || $0.element == 0 })
+        #expect(BitPacking.chunkOffset(row: 2, chunk: 2, rows: rows, perRow: perRow, bits: 4) == row2Pair1)
+        #expect(BitPacking.chunkOffset(row: 5, chunk: 3, rows: rows, perRow: perRow, bits: 4) == row5Pair1 + 4)
+        // Other widths stay row-major.
+        #expect(BitPacking.chunkOffset(row: 5, chunk: 3, rows: rows, perRow: 12, bits: 3) == 5 * 12 + 9)
+        #expect(BitPacking.unpack(words, rows: rows, count: count, bits: 4) == codes)
+    }
+
     @Test func threeBitLayoutIsAsDocumented() {
         // Low 2 bits: byte l of words 0–1, bits 2t; high bit: bit j of word 2.
         var codes = [UInt8](repeating: 0, count: 32)

@@ -12,11 +12,15 @@ extern "C" {
 /// Whether this CPU runs the kernels below (AVX2, FMA and F16C, with OS support for YMM state).
 int cq_has_avx2_kernels(void);
 
-/// One 4-bit fused GEMV problem in the nibble-word layout (see BitPacking.swift).
+/// One 4-bit fused GEMV problem in the tiled nibble-word layout (see BitPacking.swift).
 typedef struct cq_gemv4_problem {
-    /// Packed codes: `words_per_row` words per row, a multiple of 8 (64 codes).
+    /// Packed codes: `words_per_row` words per row, a multiple of 8 (64 codes), in tiles of 4 rows
+    /// (the last tile: the rows left, n ≤ 4): the tile of rows r0…r0+n−1 starts at word
+    /// r0·words_per_row, and pair k (8 words) of its row r0 + i is at (k·n + i)·8 from there.
     const uint32_t *words;
     size_t words_per_row;
+    /// Rows of the whole matrix (the tiling depends on it).
+    size_t rows;
     /// x permuted and pre-scaled, 64 floats per 64-code pair: xp[64k + 8t + l] = x[64k + 32(l/4) + 4t + l%4] * 16^-t
     /// (t < 7; unscaled for t = 7), zero past the last column.
     const float *xp;
