@@ -167,7 +167,7 @@ static const uint32_t cq_nibble_masks[7][8] __attribute__((aligned(32))) = {
 /// `groups` groups of `ppg` pairs of a full tile from its pair `v` and x' at `x`; sb: the Float
 /// scales of the groups (row i at sb[i·CQ_SCALE_WINDOW + g]); b: the symmetric biases per step.
 #define CQ_TILE_KERNEL(name, BIAS)                                                                            \
-    static void name(const __m256i *v, const float *x, const float *sb, size_t groups, size_t ppg,            \
+    CQ_TARGET static void name(const __m256i *v, const float *x, const float *sb, size_t groups, size_t ppg,  \
                      const int32_t *b, __m256 *sc) {                                                          \
         size_t n;                                                                                             \
         __asm__ volatile(                                                                                     \
