@@ -144,21 +144,22 @@ def bench_gemv():
     rows = []
     for r, c in [(4096, 4096), (16384, 8192)]:
         log(f"fused 4-bit dequant-GEMV {r}x{c} vs cblas_sgemv (5 runs)")
-        runs = [kvscope_json("bench", "gemv", "--rows", str(r), "--cols", str(c), "--bits", "4", "--repeat", "20")
+        runs = [kvscope_json("bench", "gemv", "--rows", str(r), "--cols", str(c), "--bits", "4", "--repeat", "40")
                 for _ in range(5)]
-        # The run with the median speed-up (each run times both sides back to back: ratios are comparable).
+        # The run with the median speed-up. Each run interleaves the sides in 5 rounds and reports the
+        # median of the per-round ratios (a slow spell of the shared machine slows both sides).
         g = sorted(runs, key=lambda d: d["speedup_vs_sgemv"])[len(runs) // 2]
         spread = ", ".join(f"{d['speedup_vs_sgemv']:.2f}" for d in runs)
         rows.append({
-            "what": f"4-bit g{g['group']} dequant-GEMV {r}×{c} (packed {g['fused_bytes'] / 1e6:.0f} MB; {g['kernel']} kernel, {g['threads']} threads; median of 5 runs: {spread}×)",
+            "what": f"4-bit g{g['group']} dequant-GEMV {r}×{c} (packed {g['fused_bytes'] / 1e6:.0f} MB; {g['kernel']} kernel, {g['threads']} threads; each run the median of {g['rounds']} interleaved rounds; median of 5 runs: {spread}×)",
             "kvscope": f"{g['fused_median_s'] * 1e3:.2f} ms", "reference": f"{g['sgemv_median_s'] * 1e3:.2f} ms (cblas_sgemv, fp32, {g['sgemv_threads']} threads)",
             "ratio": g["speedup_vs_sgemv"], "goal": "≥ 4×"})
         if r == 16384:
             g = sorted(runs, key=lambda d: d["fused_bandwidth_fraction"])[len(runs) // 2]
             spread = ", ".join(f"{d['fused_bandwidth_fraction']:.2f}" for d in runs)
             rows.append({
-                "what": f"its read rate vs the measured read bandwidth (median of 5 runs: {spread})",
-                "kvscope": f"{g['fused_read_gbs']:.1f} GB/s", "reference": f"{g['read_bandwidth_gbs']:.1f} GB/s (AVX2 streaming read, every core, same run)",
+                "what": f"its read rate vs the measured read bandwidth (per run: median over its rounds of the round's fused rate / the round's bandwidth; median of 5 runs: {spread})",
+                "kvscope": f"{g['fused_read_gbs']:.1f} GB/s (at the run's median time)", "reference": f"{g['read_bandwidth_gbs']:.1f} GB/s (AVX2 streaming read, every core, best of 2 passes a round, median of the rounds)",
                 "ratio": g["fused_bandwidth_fraction"], "goal": "≥ 0.60"})
     return rows
 
