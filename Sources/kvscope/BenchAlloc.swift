@@ -10,11 +10,11 @@ struct BenchAlloc: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "alloc",
         abstract: "Time the weight bit allocation (multiple-choice knapsack) over every matrix of a model (goal: < 100 ms).",
-        discussion: """
+        discussion: HelpText.flow("""
             The error tables (bits 2, 3, 4, 8 × outliers 0 or 1%, group 128) are computed first, from the
             on-disk cache when present, exactly as `kvscope tune --weight-bits` does; then the solver alone
             runs --repeat times for an average of --bits bits per weight. Prints the median and the plan's size.
-            """)
+            """))
 
     @Argument(help: "The model (GGUF or safetensors).") var model: String
     @Option(help: "Average bits per weight to allocate.") var bits = 3.0

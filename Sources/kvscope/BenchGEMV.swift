@@ -7,7 +7,7 @@ struct BenchGEMV: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemv",
         abstract: "Time the fused dequant-GEMV on packed weights against cblas_sgemv on the fp32 matrix.",
-        discussion: """
+        discussion: HelpText.flow("""
             A random Gaussian rows×cols matrix is quantized (asymmetric, groups along a row) and packed;
             y = Ŵx is timed straight from the packed codes and y = Wx with cblas_sgemv on the fp32
             matrix, in the same run, with the multithreaded streaming read bandwidth of the machine.
@@ -15,7 +15,7 @@ struct BenchGEMV: ParsableCommand {
             GEMVs, a block of sgemv; each block after two untimed runs), and the speed-up and the
             bandwidth fraction are the medians of the per-round ratios, so a slow spell of a shared
             machine slows both sides of a ratio. Times are medians over all --repeat runs.
-            """)
+            """))
 
     @Option(help: "Rows of the matrix (output dimension).") var rows = 4096
     @Option(help: "Columns of the matrix (input dimension).") var cols = 4096

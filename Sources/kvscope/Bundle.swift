@@ -7,11 +7,11 @@ struct MakeBundle: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
         abstract: "Extract a sample bundle (K/V weights, calibration statistics, weight error tables) from a llama GGUF.",
-        discussion: """
+        discussion: HelpText.flow("""
             A maintainer command: `kvscope bundle models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
             --text Samples/calibration.txt --out Samples/smollm2` regenerates the bundle the explorer
             opens by default. The layout is described in docs/sample-bundle.md.
-            """)
+            """))
 
     @Argument(help: "The llama GGUF model.") var model: String
     @Option(help: "Plain-text calibration file, read verbatim.") var text: String

@@ -10,11 +10,11 @@ import TensorFiles
 struct Calibrate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Capture calibration statistics (K/V Grams, input moments, sampled rows) of a model on a text.",
-        discussion: """
+        discussion: HelpText.flow("""
             The text is read verbatim. Texts longer than --max-sequence tokens run as independent
             sequences (recorded in the file's metadata). The file is written atomically and never
             replaces an existing one without --force.
-            """)
+            """))
 
     @Argument(help: "The llama GGUF model.") var model: String
     @Option(help: "Plain-text calibration file, read verbatim.") var text: String

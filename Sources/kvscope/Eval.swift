@@ -53,14 +53,14 @@ let defaultCalibrationText = "Samples/calibration.txt"
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Perplexity of a text with the KV cache compressed inside every layer.",
-        discussion: """
+        discussion: HelpText.flow("""
             The text is read verbatim and tokenized by the model's tokenizer; one sequence is prefilled
             with a causal mask. Without --rank (or with R ≥ d_kv) there is no low rank; without --bits
             (or with 16) no quantization; --window defaults to 0. Bases other than `weights` come from
             calibration statistics of --calib (default Samples/calibration.txt), cached under
             $XDG_CACHE_HOME/kvscope/calibration. With any compression option the baseline perplexity
             is reported too. Ctrl-C cancels (exit status 130).
-            """)
+            """))
 
     @Argument(help: "The model file (llama GGUF) or a sample bundle whose source model is present.") var model: String
     @Option(help: "Plain-text file to evaluate, read verbatim.") var text: String

@@ -10,7 +10,7 @@ import TensorFiles
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a config: low-rank factors (safetensors), llama-quantize arguments, Palu ranks.",
-        discussion: """
+        discussion: HelpText.flow("""
             The model and calibration text come from the config (paths as recorded, relative to the
             working directory or else to the config's directory); their SHA-256 must match.
             --factors writes model.layers.N.self_attn.{k,v}_proj.lora_{A,B}.weight in fp16, HF row
@@ -18,7 +18,7 @@ struct Export: ParsableCommand {
             --llama-quantize-args prints --tensor-type overrides for llama.cpp's llama-quantize.
             --palu writes DIR/head_wise_ranks.json. Files are written atomically and never replaced
             without --force. See docs/config.md.
-            """)
+            """))
 
     @Argument(help: "The config file (.json, .yaml or .yml).") var config: String
     @Option(help: "Write the K/V low-rank factors to this .safetensors file.") var factors: String?

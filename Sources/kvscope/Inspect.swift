@@ -6,11 +6,11 @@ import TensorFiles
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model's architecture and its tensors (layer, role, shape, dtype, bytes).",
-        discussion: """
+        discussion: HelpText.flow("""
             MODEL is a GGUF, safetensors or npy file. For safetensors, config.json beside the file
             gives the hyper-parameters. Weights are shown [out, in]; GPT-2's fused c_attn appears
             as three rows (q, k, v) with their row ranges.
-            """)
+            """))
 
     @Argument(help: "The model file (.gguf, .safetensors or .npy).") var model: String
     @Flag(help: "Print one JSON document on stdout.") var json = false

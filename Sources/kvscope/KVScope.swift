@@ -6,9 +6,9 @@ struct KVScope: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvscope",
         abstract: "Explore low-rank and quantized compression of an LLM's KV cache and weights.",
-        discussion: """
+        discussion: HelpText.flow("""
             With no subcommand, kvscope opens the explorer on the sample bundle in Samples/.
-            """,
+            """),
         version: KVScopeVersion.string,
         subcommands: [Bench.self,
                       MakeBundle.self,

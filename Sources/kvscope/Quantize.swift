@@ -10,13 +10,13 @@ import TensorFiles
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize every layer weight matrix and report its relative error and bytes.",
-        discussion: """
+        discussion: HelpText.flow("""
             One row per layer weight matrix (q, k, v, o, gate, up, down) in [out, in] order, with
             groups of --group consecutive weights along the input dimension. rel_error is
             ‖W − Ŵ‖_F/‖W‖_F; bytes = n·b/8 + groups·metadata (4 bytes asymmetric, 2 symmetric) +
             the fp16 outlier table (DESIGN.md §4). Per-role rel_error is the aggregate
             √(Σ‖W − Ŵ‖²/Σ‖W‖²) over that role's matrices.
-            """)
+            """))
 
     @Argument(help: "The model file (.gguf, or .safetensors with config.json beside it).") var model: String
     @Option(help: "Bits per weight, 2…8.") var bits = 4

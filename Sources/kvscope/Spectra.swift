@@ -8,7 +8,7 @@ import KVCompression
 struct Spectra: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Singular-value spectra and energy ranks of every layer's key and value projections.",
-        discussion: """
+        discussion: HelpText.flow("""
             --source weights (default) uses W_k and W_v; it needs no tokenizer and no text.
             --source kv and kv-post-rope take the singular values of the calibration K (pre- or
             post-RoPE) and V from their Grams: from --stats FILE, or by running the model on
@@ -16,7 +16,7 @@ struct Spectra: ParsableCommand {
             are cached under $XDG_CACHE_HOME/kvscope (default ~/.cache/kvscope), keyed by the file's
             identity, so a second run is fast. Energy rank r_p is the smallest r whose leading
             singular values hold a fraction p of Σσ².
-            """)
+            """))
 
     enum Source: String, ExpressibleByArgument, CaseIterable {
         case weights, kv

@@ -11,11 +11,11 @@ struct TUI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tui",
         abstract: "Open the interactive explorer (ncurses) on a model.",
-        discussion: """
+        discussion: HelpText.flow("""
             Every layer starts at the 95%-energy rank of its weight spectrum, window 32, 16 bits.
             Press ? inside for the keys. Themes: default, light, high-contrast, mono, or a path to a
             .toml file; NO_COLOR disables colors.
-            """)
+            """))
 
     @Argument(help: "The model: GGUF, or safetensors with config.json beside it.") var model: String
     @Option(help: "A config file to start from.") var config: String?

@@ -13,7 +13,7 @@ import TensorFiles
 struct Tune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Choose per-layer KV ranks/bits (and weight bits) under a budget and write a config.",
-        discussion: """
+        discussion: HelpText.flow("""
             --kv-budget 20% keeps kvscope's KV bytes at context --context within 20% of the fp16
             baseline (DESIGN.md §4 memory model); a plain number is a byte budget. Each layer's K and V
             get a rank (1…8, then every --rank-step, and d_kv) and bits from --bits-choices minimizing
@@ -21,7 +21,7 @@ struct Tune: ParsableCommand {
             --weight-bits 3.0 chooses bits {2,3,4,8} and outliers {0, 1%} per weight matrix at an
             average of at most 3.0 bits per weight (group --weight-group).
             The model's SHA-256 is cached under $XDG_CACHE_HOME/kvscope/sha256 by file identity.
-            """)
+            """))
 
     @Argument(help: "The model file (.gguf).") var model: String
     @Option(help: "KV budget: a percentage of the fp16 cache (20%) or bytes.") var kvBudget: String?

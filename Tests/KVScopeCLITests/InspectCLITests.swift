@@ -101,3 +101,31 @@ enum CLI {
         #expect(r.status != 0 && r.stderr.contains("Missing expected argument"))
     }
 }
+
+@Suite struct HelpCLITests {
+    static let commands: [[String]] = [
+        [], ["bench"], ["bench", "svd"], ["bench", "gguf"], ["bench", "scale"], ["bench", "prefill"], ["bench", "gemv"],
+        ["bench", "alloc"], ["bench", "tui"], ["bundle"], ["calibrate"], ["eval"], ["inspect"], ["quantize"],
+        ["spectra"], ["tune"], ["export"], ["tui"],
+    ]
+
+    /// Every command has --help (exit 0), and its prose is wrapped once, by ArgumentParser: no line
+    /// of a paragraph ends where the next line's first word would still have fit (source line breaks
+    /// kept on top of ArgumentParser's wrapping left ragged half-empty lines).
+    @Test(arguments: commands)
+    func helpIsFlowedText(command: [String]) throws {
+        let r = try CLI.run(command + ["--help"])
+        #expect(r.status == 0, "\(command): \(r.stderr)")
+        let lines = r.stdout.components(separatedBy: "\n")
+        #expect(lines.first?.hasPrefix("OVERVIEW:") == true, "\(command)")
+        // The prose: from OVERVIEW to USAGE.
+        let prose = lines.prefix { !$0.hasPrefix("USAGE:") }
+        let width = prose.map(\.count).max() ?? 0
+        #expect(width <= 80, "\(command): a help line of \(width) columns")
+        for (line, next) in zip(prose, prose.dropFirst()) where !line.isEmpty && !next.isEmpty {
+            let word = next.split(separator: " ").first.map(String.init) ?? ""
+            // ArgumentParser keeps a wrapped line under 80 columns (79 at most).
+            #expect(line.count + 1 + word.count >= 80, "\(command): ragged help line \"\(line)\" before \"\(next)\"")
+        }
+    }
+}
