@@ -86,7 +86,7 @@ public enum QuantizationBenchmarks {
         defer { probe.release() }
         _ = probe.pass()  // faults the buffer in
 
-        var fusedAll: [Double] = [], sgemvAll: [Double] = [], fusedMin = Double.infinity, sgemvMin = Double.infinity
+        var fusedAll: [Double] = [], sgemvAll: [Double] = []
         var speedups: [Double] = [], fractions: [Double] = [], bandwidths: [Double] = []
         for _ in 0..<rounds {
             let bandwidth = Swift.max(probe.pass(), probe.pass())
@@ -101,32 +101,16 @@ public enum QuantizationBenchmarks {
             Thread.sleep(forTimeInterval: 0.2)
             fusedAll += fused.all
             sgemvAll += sgemv.all
-            fusedMin = Swift.min(fusedMin, fused.minimum)
-            sgemvMin = Swift.min(sgemvMin, sgemv.minimum)
             speedups.append(sgemv.median / fused.median)
             fractions.append(Double(packed.kernelBytes) / fused.median / 1e9 / bandwidth)
             bandwidths.append(bandwidth)
         }
         return GEMVBenchmark(rows: rows, cols: cols, bits: bits, groupSize: groupSize, fused: median(fusedAll),
-                             sgemv: median(sgemvAll), fusedMinimum: fusedMin, sgemvMinimum: sgemvMin,
+                             sgemv: median(sgemvAll), fusedMinimum: fusedAll.min() ?? 0, sgemvMinimum: sgemvAll.min() ?? 0,
                              bandwidthGBs: median(bandwidths), fusedBytes: packed.kernelBytes, sgemvBytes: rows * cols * 4,
                              threads: ProcessInfo.processInfo.activeProcessorCount, sgemvThreads: blasThreadCount,
                              kernel: packed.kernelName, rounds: rounds, roundSpeedups: speedups,
                              roundFractions: fractions)
-    }
-
-    /// Streaming read bandwidth in GB/s: every core sums its slice of a `bytes` buffer with SIMD
-    /// loads (256-bit AVX2 loads when the CPU has them, as the AVX2 GEMV uses; else Swift SIMD);
-    /// the best of `repeats` passes (after a warm-up that also faults the pages in).
-    public static func readBandwidth(bytes: Int = 512 << 20, repeats: Int = 5, threads: Int? = nil) -> Double {
-        let probe = BandwidthProbe(bytes: bytes, threads: threads)
-        defer { probe.release() }
-        var best = 0.0
-        for pass in 0...Swift.max(1, repeats) {
-            let rate = probe.pass()
-            if pass > 0 { best = Swift.max(best, rate) }
-        }
-        return best
     }
 
     /// The median of `values` (the upper one of an even count); 0 for none.
@@ -134,9 +118,9 @@ public enum QuantizationBenchmarks {
         values.isEmpty ? 0 : values.sorted()[values.count / 2]
     }
 
-    /// Median, minimum and every time (seconds) of `body` over `repeats` runs after `warmups` untimed runs.
+    /// The median and every time (seconds) of `body` over `repeats` runs after `warmups` untimed runs.
     static func timings(_ repeats: Int, warmups: Int = 1, _ body: () throws -> Void) rethrows
-        -> (median: Double, minimum: Double, all: [Double]) {
+        -> (median: Double, all: [Double]) {
         for _ in 0..<warmups { try body() }
         var times: [Double] = []
         for _ in 0..<Swift.max(1, repeats) {
@@ -144,11 +128,12 @@ public enum QuantizationBenchmarks {
             try body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
-        return (median(times), times.min() ?? 0, times)
+        return (median(times), times)
     }
 }
 
-/// The streaming-read bandwidth probe: a buffer that every core sums its slice of, one pass a call.
+/// The streaming-read bandwidth probe: a buffer that every core sums its slice of with SIMD loads
+/// (256-bit AVX2 loads when the CPU has them, as the AVX2 GEMV uses; else Swift SIMD), one pass a call.
 final class BandwidthProbe: @unchecked Sendable {
     private let buffer: UnsafeMutableRawPointer
     private let count: Int
