@@ -83,7 +83,6 @@ public enum QuantizationBenchmarks {
         let rounds = Swift.max(1, rounds)
         let perRound = Swift.max(1, repeats / rounds)
         let probe = BandwidthProbe()
-        defer { probe.release() }
         _ = probe.pass()  // faults the buffer in
 
         var fusedAll: [Double] = [], sgemvAll: [Double] = []
@@ -148,8 +147,7 @@ final class BandwidthProbe: @unchecked Sendable {
         buffer.initializeMemory(as: UInt8.self, repeating: 1, count: count)
     }
 
-    /// Frees the buffer (the probe must not be used after).
-    func release() { buffer.deallocate() }
+    deinit { buffer.deallocate() }
 
     /// One pass: GB/s (10⁹ bytes/s) of every worker reading its slice once.
     func pass() -> Double {

@@ -6,12 +6,9 @@
 # most a temporary file named .NAME.tmp-XXXXXX may remain.
 # Needs root for mount (skips with exit 0 otherwise). Usage: Tests/E2E/no_file_lost_e2e.sh path/to/kvscope
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-ARG="${1:-$ROOT/.build/debug/kvscope}"
-BIN="$(cd "$(dirname "$ARG")" && pwd)/$(basename "$ARG")"
-MODEL="$ROOT/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-[ -x "$BIN" ] || { echo "missing $BIN (swift build first)"; exit 1; }
-[ -f "$MODEL" ] || { echo "missing $MODEL (make models)"; exit 1; }
+# shellcheck source=e2e_lib.sh
+source "$(dirname "$0")/e2e_lib.sh"
+need "$MODEL" "make models"
 WORK="$(mktemp -d)"
 TINY="$WORK/tiny"
 mkdir -p "$TINY"

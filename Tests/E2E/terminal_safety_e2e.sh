@@ -7,13 +7,10 @@
 # crash, "too small" when tiny, normal again after the resize back), and a clean quit.
 # Skips (exit 0) without tmux. Usage: Tests/E2E/terminal_safety_e2e.sh path/to/kvscope (repo root).
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-ARG="${1:-$ROOT/.build/debug/kvscope}"
-BIN="$(cd "$(dirname "$ARG")" && pwd)/$(basename "$ARG")"
-BUNDLE="$ROOT/Samples/smollm2"
 if ! command -v tmux >/dev/null; then echo "tmux not installed: skipping the terminal safety test"; exit 0; fi
-[ -x "$BIN" ] || { echo "missing $BIN (swift build first)"; exit 1; }
-[ -d "$BUNDLE" ] || { echo "missing $BUNDLE"; exit 1; }
+# shellcheck source=e2e_lib.sh
+source "$(dirname "$0")/e2e_lib.sh"
+need "$BUNDLE" "the sample bundle"
 SESSION=safe
 # shellcheck source=tmux_lib.sh
 source "$ROOT/Tests/E2E/tmux_lib.sh"

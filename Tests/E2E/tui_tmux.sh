@@ -13,14 +13,10 @@
 # Signals and crashes are Tests/E2E/terminal_safety_e2e.sh's.
 # Usage: Tests/E2E/tui_tmux.sh [path/to/kvscope]   (run from the repository root)
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="$(cd "$(dirname "${1:-$ROOT/.build/release/kvscope}")" && pwd)/$(basename "${1:-$ROOT/.build/release/kvscope}")"
-MODEL="$ROOT/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-BUNDLE="$ROOT/Samples/smollm2"
-EVAL="$ROOT/Samples/eval.txt"
 if ! command -v tmux >/dev/null; then echo "tmux not installed: skipping the TUI end-to-end test"; exit 0; fi
-[ -x "$BIN" ] || { echo "missing $BIN (swift build first)"; exit 1; }
-[ -f "$MODEL" ] || { echo "missing $MODEL (make models)"; exit 1; }
+# shellcheck source=e2e_lib.sh
+source "$(dirname "$0")/e2e_lib.sh"
+need "$MODEL" "make models"
 SESSION=e2e
 # shellcheck source=tmux_lib.sh
 source "$ROOT/Tests/E2E/tmux_lib.sh"

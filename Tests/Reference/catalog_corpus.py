@@ -11,6 +11,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
+from corpus_files import write_cases  # noqa: E402
 from gguf_corpus import ARR, F32_T, STR, U64, gguf, kv, s, tensor_info  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Corpus", "catalog")
@@ -39,8 +40,4 @@ CASES = {
 }
 
 if __name__ == "__main__":
-    os.makedirs(OUT, exist_ok=True)
-    for name, data in CASES.items():
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(data)
-    print(f"wrote {len(CASES)} files to {os.path.normpath(OUT)}")
+    write_cases(OUT, CASES)

@@ -9,6 +9,10 @@ import copy
 import json
 import math
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from corpus_files import write_cases  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Corpus", "config")
 SHA = "0" * 64
@@ -114,8 +118,4 @@ big["kv_cache"]["layers"][0]["k"]["rank"] = 1 << 62
 CASES["d_kv_2_62_rank_2_62.json"] = js(big)
 
 if __name__ == "__main__":
-    os.makedirs(OUT, exist_ok=True)
-    for name, data in CASES.items():
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(data)
-    print(f"wrote {len(CASES)} files to {OUT}")
+    write_cases(OUT, CASES)

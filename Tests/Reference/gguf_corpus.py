@@ -6,6 +6,10 @@ Run from the repository root:  python3 Tests/Reference/gguf_corpus.py
 """
 import os
 import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from corpus_files import write_cases  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Corpus", "gguf")
 
@@ -76,14 +80,7 @@ CASES = {
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for name in os.listdir(OUT):
-        if name.endswith(".gguf"):
-            os.remove(os.path.join(OUT, name))
-    for name, content in CASES.items():
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(content)
-    print(f"wrote {len(CASES)} files to {os.path.normpath(OUT)}")
+    write_cases(OUT, CASES, stale_suffix=".gguf")
 
 
 if __name__ == "__main__":
