@@ -60,8 +60,9 @@ public enum QuantizationBenchmarks {
     /// The machines this runs on are shared and their speed drifts over seconds, so the sides are
     /// interleaved: `rounds` rounds each time two bandwidth passes, a block of fused GEMVs and a
     /// block of `cblas_sgemv` (then wait 0.2 s for OpenBLAS's spinning threads to sleep), and the ratios are taken per round (then their median), so a slow
-    /// spell slows both sides of a ratio. Within a block each side runs twice untimed, then back
-    /// to back (a matrix that fits the last-level cache stays there, for either side); the
+    /// spell slows both sides of a ratio. Within a block each side runs five times untimed (after
+    /// the probe evicted the caches, a 4096×4096 fused GEMV takes about five calls to settle), then
+    /// back to back (a matrix that fits the last-level cache stays there, for either side); the
     /// fused kernel uses every core and OpenBLAS its own thread count
     /// (``GEMVBenchmark/sgemvThreads``).
     /// - Parameters:
@@ -89,12 +90,12 @@ public enum QuantizationBenchmarks {
         var speedups: [Double] = [], fractions: [Double] = [], bandwidths: [Double] = []
         for _ in 0..<rounds {
             let bandwidth = Swift.max(probe.pass(), probe.pass())
-            let fused = try timings(perRound, warmups: 2) {
+            let fused = try timings(perRound, warmups: 5) {
                 try x.withUnsafeBufferPointer { xp in
                     try y.withUnsafeMutableBufferPointer { try packed.multiply(xp, into: $0) }
                 }
             }
-            let sgemv = try timings(perRound, warmups: 2) { try LinearAlgebra.gemv(w, .none, x, into: &y) }
+            let sgemv = try timings(perRound, warmups: 5) { try LinearAlgebra.gemv(w, .none, x, into: &y) }
             // OpenBLAS's threads spin for about 2^28 cycles after a call before they sleep: let them,
             // or they would take cores from the next round's probe and fused GEMVs.
             Thread.sleep(forTimeInterval: 0.2)

@@ -12,7 +12,7 @@ struct BenchGEMV: ParsableCommand {
             y = Ŵx is timed straight from the packed codes and y = Wx with cblas_sgemv on the fp32
             matrix, in the same run, with the multithreaded streaming read bandwidth of the machine.
             The sides are interleaved in --rounds rounds (each: two bandwidth passes, a block of fused
-            GEMVs, a block of sgemv; each block after two untimed runs), and the speed-up and the
+            GEMVs, a block of sgemv; each block after five untimed runs), and the speed-up and the
             bandwidth fraction are the medians of the per-round ratios, so a slow spell of a shared
             machine slows both sides of a ratio. Times are medians over all --repeat runs.
             """))
