@@ -74,7 +74,7 @@ var package = Package(
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),
-        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TensorFiles", "CQuantKernels"]),
         .testTarget(name: "KVCompressionTests", dependencies: ["KVCompression", "Inference", "TensorFiles"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"]),
         .testTarget(name: "ExplorerCoreTests", dependencies: ["ExplorerCore", "KVCompression", "TensorFiles", "Inference", "TerminalUI",

@@ -4,28 +4,33 @@ import Foundation
 // The 4-bit fused dequant-GEMV, the fast path of ``PackedMatrix/multiply(_:into:threads:)``.
 //
 // Codes use the nibble-word layout of ``BitPacking``: a 32-byte load of two chunks (64 codes)
-// gives lane l = 4h + i the codes 32h + 4t + i at bits 4t…4t+3. Step t masks its nibble in place,
-// so the converted value is u·16ᵗ (exact in Float: at most 4 significant bits), and multiplies it
-// with x' = x·16⁻ᵗ, permuted and pre-scaled once per call (exact: a power of two); the top step
-// shifts instead (its masked value would not fit an Int32) and uses x unscaled. Per 64 codes that
-// is 1 load, 8 masks/shifts, 8 conversions and 8 fused multiply-adds on 256-bit vectors, with no
-// widening shuffles. For a group,
+// gives lane l = 4h + i the codes 32h + 4t + i at bits 4t…4t+3. For a group,
 //   Σ_{j∈g} x̂_j x_j = s · Σ_{j∈g} u_j x_j + o · Σ_{j∈g} x_j,
-// so the offset term uses group sums of x computed once per call. Symmetric codes subtract the
-// bias M·16ᵗ as integers before conversion, so the kernel sums the signed codes q = u − M exactly.
-//
-// Two implementations share that math and the per-call x' and group sums:
-// - `GEMVKernel.avx2` (Sources/CQuantKernels, chosen at run time when the CPU has AVX2, FMA and
-//   F16C): 256-bit AVX2 with FMA. The 4 rows of a tile (BitPacking's tiled layout: a tile's pairs
-//   are interleaved row by row, so its codes are one sequential stream, prefetched 2 KiB ahead)
-//   share every load of x' (per step: one x' load, then mask, convert and FMA for each row, two
-//   accumulator chains per row to hide the FMA latency); that loop is inline assembly so that
-//   nothing spills. The fp16 scales and minima are read as stored (a tile converts its scales in
-//   windows of 64 groups with F16C), so the kernel streams 4.25 bits a weight at g128, not 4.5.
-//   Rows of a partial last tile, and groups of an odd number of chunks, run a one-row loop.
-// - `GEMVKernel.portable`: the same loop in Swift SIMD (what Swift's default x86-64 target
-//   compiles, SSE2), reading the Float copies of the metadata: two SIMD8 accumulators (four
+// so the offset term uses group sums of x computed once per call. Two implementations share that
+// math, and each prepares a permuted, pre-scaled x' once per call:
+// - `GEMVKernel.portable`, this file, in Swift SIMD (what Swift's default x86-64 target compiles,
+//   SSE2), reading the Float copies of the metadata. Step t masks its nibble in place, so the
+//   converted value is u·16ᵗ (exact in Float: at most 4 significant bits), and multiplies it with
+//   x' = x·2ᶜ·16⁻ᵗ (exact: powers of two; 2ᶜ scales the largest |x| to [½, 1) so tiny x keeps its
+//   bits, and the row sum is scaled back); the top step shifts instead (its masked value would not
+//   fit an Int32) and uses x·2ᶜ. Symmetric codes subtract the bias M·16ᵗ as integers before
+//   conversion, so the kernel sums the signed codes q = u − M exactly. Two SIMD8 accumulators (four
 //   128-bit chains).
+// - `GEMVKernel.avx2` (Sources/CQuantKernels, chosen at run time when the CPU has AVX2, FMA and
+//   F16C): 256-bit AVX2 with FMA. Asymmetric codes need no conversion: a masked nibble whose lane
+//   has no bit above 19 set is, read as a Float, the denormal u·16ᵗ·2⁻¹⁴⁹, which FMA multiplies
+//   exactly, so x' is x·2^(c−4t) with c chosen per call from the largest |x| (the row sum is scaled
+//   back by 2^(149−c)); nibbles 5 to 7 are masked after one shift of the pair by 8 bits. Per 64
+//   codes and row: 7 masks, 2 shifts and 8 FMAs (the conversion loop takes 8 masks/shifts,
+//   8 conversions and 8 FMAs, and measured 10–20% slower on both benchmark shapes). Symmetric
+//   codes keep the conversion loop with the integer bias, so a zero weight beside a huge x_j adds
+//   exactly nothing. The 4 rows of a tile (BitPacking's tiled layout: a tile's pairs are
+//   interleaved row by row, so its codes are one sequential stream, prefetched 2 KiB ahead) share
+//   every load of x' and of the step's mask (two accumulator chains per row to hide the FMA
+//   latency); that loop is inline assembly so that nothing spills. The fp16 scales and minima are
+//   read as stored (a tile converts its scales in windows of 64 groups with F16C), so the kernel
+//   streams 4.25 bits a weight at g128, not 4.5. Rows of a partial last tile, and groups of an odd
+//   number of chunks, run a one-row loop.
 // Rows are split into blocks of whole 16-row lines of y (no false sharing), a few per worker, claimed
 // dynamically: the AVX2 kernels by the caller and the persistent, briefly spinning workers of
 // CQuantKernels' pool (a GEMV of a few hundred microseconds cannot wait for threads to wake up), the
@@ -86,6 +91,8 @@ private struct Nibble4Context: @unchecked Sendable {
     let chunksPerGroup: Int
     /// M (symmetric) or 0, as an integer bias per step: M·16ᵗ for t < 7, M for t = 7.
     let bias: SIMD8<Int32>
+    /// 2⁻ᶜ: x' carries a factor 2ᶜ (see `multiplyNibbles`) that the row sums give back.
+    let unscale: Double
 }
 
 /// Int32 lanes to Float lanes, written lane by lane so it inlines into the kernel. The generic
@@ -152,9 +159,9 @@ private func nibbleRows<B: NibbleBias>(_: B.Type, _ c: Nibble4Context, _ rows: R
             }
             for g in 0..<gpr { offsetTerm += Double(offsets[g] * c.xsum[g]) }
         }
-        var y = offsetTerm
-        for l in 0..<8 { y += Double(scaled[l]) }
-        c.y[r] = Float(y)
+        var sum = 0.0
+        for l in 0..<8 { sum += Double(scaled[l]) }
+        c.y[r] = Float(offsetTerm + sum * c.unscale)
     }
 }
 
@@ -183,13 +190,17 @@ extension PackedMatrix {
                          into y: UnsafeMutableBufferPointer<Float>, workers: Int) {
         let pairsPerRow = wordsPerRow / 8
         var xp = [Float](repeating: 0, count: pairsPerRow * 64)
-        // xp[64k + 8t + l] = x[64k + 32·(l/4) + 4t + l%4] · 16⁻ᵗ (t < 7), unscaled for t = 7.
+        // xp[64k + 8t + l] = x[64k + 32·(l/4) + 4t + l%4] · 2^(c − 4t) (t < 7), · 2ᶜ for t = 7, where
+        // c = −e with the largest finite |x| below 2ᵉ: x·16⁻ᵗ alone would lose the bits of tiny x.
+        var largest: Float = 0
+        for v in x where v.isFinite { largest = Swift.max(largest, abs(v)) }
+        let c = largest == 0 ? 0 : -(Int(largest.exponent) + 1)
         for k in 0..<pairsPerRow {
             for t in 0..<8 {
-                let factor = t < 7 ? Float(sign: .plus, exponent: -4 * t, significand: 1) : 1
+                let shift = t < 7 ? c - 4 * t : c
                 for l in 0..<8 {
                     let j = 64 * k + 32 * (l >> 2) + 4 * t + (l & 3)
-                    if j < cols { xp[64 * k + 8 * t + l] = x[j] * factor }
+                    if j < cols { xp[64 * k + 8 * t + l] = Float(sign: .plus, exponent: shift, significand: x[j]) }
                 }
             }
         }
@@ -210,7 +221,7 @@ extension PackedMatrix {
                         let ctx = Nibble4Context(words: wBase, xp: xBase, xsum: xsBase, scales: sBase, offsets: oBase,
                                                  y: yBase, rows: rows, wordsPerRow: wpr, groupsPerRow: gpr, pairsPerRow: pairsPerRow,
                                                  pairsPerGroup: pairsPerGroup, chunksPerGroup: chunksPerGroup,
-                                                 bias: SIMD8(repeating: mValue))
+                                                 bias: SIMD8(repeating: mValue), unscale: Double(sign: .plus, exponent: -c, significand: 1))
                         let body: @Sendable (Int) -> Void = { task in
                             let block = blockRange(task)
                             if symmetric { nibbleRows(Biased.self, ctx, block) } else { nibbleRows(Unbiased.self, ctx, block) }
@@ -241,9 +252,10 @@ extension PackedMatrix {
                             guard let xIn = x.baseAddress, let wBase = wp.baseAddress, let xBase = xpp.baseAddress,
                                   let xsBase = xsp.baseAddress, let sBase = sp.baseAddress, let yBase = y.baseAddress
                             else { return }
-                            cq_gemv4_prepare_avx2(xIn, cols, groupSize, pairsPerRow, xBase, xsBase)
+                            let unscale = cq_gemv4_prepare_avx2(xIn, cols, groupSize, pairsPerRow, bias == 0 ? 0 : 1, xBase, xsBase)
                             var problem = cq_gemv4_problem(
-                                words: wBase, words_per_row: wordsPerRow, rows: rows, xp: xBase, xsum: xsBase, scales: sBase,
+                                words: wBase, words_per_row: wordsPerRow, rows: rows, xp: xBase, xsum: xsBase,
+                                unscale: unscale, scales: sBase,
                                 minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
                                 pairs_per_row: pairsPerRow, chunks_per_group: chunksPerGroup, bias: bias, y: yBase)
                             cq_gemv_parallel_avx2(&problem, 0, rows, tasks, Int32(clamping: workers))

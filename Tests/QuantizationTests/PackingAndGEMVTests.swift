@@ -1,3 +1,4 @@
+import CQuantKernels
 import Foundation
 import LinearAlgebra
 import Testing
@@ -154,6 +155,66 @@ import Testing
             }
         }
         try check(rows: 67, cols: 1001, bits: 4, groupSize: groupSize, mode: .asymmetric, outliers: 0.01, seed: 9)
+    }
+
+    /// Both 4-bit kernels scale x by a power of two from its largest finite |x| (the AVX2 kernel
+    /// also reads asymmetric codes as denormal Floats), so every magnitude keeps the bound: denormal
+    /// x (x·16⁻ᵗ alone lost its bits), x near the top of Float's range, one huge entry among small
+    /// ones (beside a zero symmetric weight: exactly nothing added), and x = 0 (y exactly 0).
+    @Test func fourBitKernelKeepsItsPrecisionAtEveryScaleOfX() throws {
+        let rows = 37, cols = 300
+        let w = Matrix.gaussian(rows: rows, cols: cols, seed: 51)
+        let base = Matrix.gaussian(rows: 1, cols: cols, seed: 52).storage
+        let tiny = Float.leastNormalMagnitude / 100  // about 1e-40
+        var inputs: [(String, [Float])] = [tiny, 1e-30, 1e-6, 1, 3e4, 1e20, 1e34].map { s in ("×\(s)", base.map { $0 * s }) }
+        var spiky = base
+        spiky[7] = 1e20
+        spiky[250] = -3e19
+        inputs.append(("spiky", spiky))
+        for mode in [UniformQuantizer.Mode.asymmetric, .symmetric] {
+            for groupSize in [64, 96, nil] as [Int?] {
+                let packed = try QuantizationScheme(bits: 4, groupSize: groupSize, mode: mode).pack(w)
+                let dense = packed.dequantized()
+                for (name, x) in inputs {
+                    for kernel in [GEMVKernel.automatic, .portable] {
+                        let y = try packed.multiply(x, kernel: kernel)
+                        var worst = 0.0
+                        for i in 0..<rows {
+                            var exact = 0.0, magnitude = 0.0
+                            for j in 0..<cols {
+                                let t = Double(dense[i, j]) * Double(x[j])
+                                exact += t
+                                magnitude += abs(t)
+                            }
+                            worst = max(worst, abs(Double(y[i]) - exact) / magnitude)
+                        }
+                        #expect(worst <= 1e-5, "\(kernel) \(mode) group \(String(describing: groupSize)) x \(name): \(worst)")
+                    }
+                }
+                for kernel in [GEMVKernel.automatic, .portable] {
+                    let zero = try packed.multiply([Float](repeating: 0, count: cols), kernel: kernel)
+                    #expect(zero.allSatisfy { $0 == 0 }, "\(kernel) \(mode) group \(String(describing: groupSize))")
+                }
+            }
+        }
+    }
+
+    /// Asymmetric codes are read as denormal Floats, which denormals-are-zero would turn into zeros: a
+    /// caller with DAZ and flush-to-zero on (as code built with -ffast-math leaves them) gets the
+    /// same bits, and its MXCSR back unchanged.
+    @Test func fourBitKernelIgnoresTheCallersDenormalFlags() throws {
+        let packed = try QuantizationScheme(bits: 4, groupSize: 128).pack(Matrix.gaussian(rows: 70, cols: 640, seed: 61))
+        let x = Matrix.gaussian(rows: 1, cols: 640, seed: 62).storage
+        let expected = try packed.multiply(x, threads: 1, kernel: .automatic)
+        #expect(expected.contains { $0 != 0 })
+        let saved = cq_mxcsr()
+        cq_set_mxcsr(saved | 0x8040)
+        let flagged = cq_mxcsr()
+        let y = try packed.multiply(x, threads: 1, kernel: .automatic)
+        let after = cq_mxcsr()
+        cq_set_mxcsr(saved)
+        #expect(y == expected)
+        if GEMVKernel.avx2Available { #expect(flagged & 0x8040 == 0x8040 && after == flagged) }
     }
 
     @Test func bothFourBitKernelsAgree() throws {

@@ -21,11 +21,13 @@ typedef struct cq_gemv4_problem {
     size_t words_per_row;
     /// Rows of the whole matrix (the tiling depends on it).
     size_t rows;
-    /// x permuted and pre-scaled, 64 floats per 64-code pair: xp[64k + 8t + l] = x[64k + 32(l/4) + 4t + l%4] * 16^-t
-    /// (t < 7; unscaled for t = 7), zero past the last column.
+    /// x permuted and pre-scaled, 64 floats per 64-code pair: xp[64k + 8t + l] = x[64k + 32(l/4) + 4t + l%4]
+    /// * 2^(c - 4 s_t), s = (0, 1, 2, 3, 4, 3, 4, 0), zero past the last column; see cq_gemv4_prepare_avx2.
     const float *xp;
     /// Sum of x over each group, `groups_per_row` floats.
     const float *xsum;
+    /// The factor from the kernel's sums back to y (cq_gemv4_prepare_avx2's result).
+    double unscale;
     /// fp16 scale of each group, rows * groups_per_row.
     const uint16_t *scales;
     /// fp16 minimum of each group (asymmetric), or NULL (symmetric: no offset term).
@@ -43,9 +45,11 @@ typedef struct cq_gemv4_problem {
 
 /// The per-call inputs of the 4-bit kernel: xp (pairs_per_row * 64 floats, layout above, zero past
 /// `cols`) and xsum (one float per group of `group_size` columns, the last one partial; summed in
-/// double). Requires cq_has_avx2_kernels().
-void cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_t pairs_per_row, float *xp,
-                           float *xsum);
+/// double). Returns `unscale`. With the largest finite |x| below 2^e: asymmetric codes are multiplied
+/// as denormal Floats (u·2^-149), c = min(127 - e, 254) and unscale = 2^(149 - c); symmetric codes
+/// are converted, c = -e and unscale = 2^-c. Requires cq_has_avx2_kernels().
+double cq_gemv4_prepare_avx2(const float *x, size_t cols, size_t group_size, size_t pairs_per_row, int symmetric,
+                             float *xp, float *xsum);
 
 /// y[r] for rows [row0, row1) of `p` (no outlier corrections). Requires cq_has_avx2_kernels().
 void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1);
@@ -88,6 +92,12 @@ void cq_gemv_parallel_avx2(const void *problem, int planes, size_t rows, size_t 
 /// Sums `bytes` (a multiple of 256) at `base` with 256-bit loads: the streaming read of the
 /// bandwidth probe. The returned value only keeps the loads observable. Requires cq_has_avx2_kernels().
 uint64_t cq_read_stream_avx2(const void *base, size_t bytes);
+
+/// The calling thread's MXCSR (SSE control and status; 0 off x86-64), and setting it: tests run the
+/// kernels with denormals-are-zero (bit 6) and flush-to-zero (bit 15) on, as code built with
+/// -ffast-math leaves them. cq_gemv4_avx2 clears both for its call and restores them.
+unsigned int cq_mxcsr(void);
+void cq_set_mxcsr(unsigned int value);
 
 #ifdef __cplusplus
 }
