@@ -87,6 +87,21 @@ import Testing
         }
     }
 
+    /// max over rows of |y_i − (Ŵx)_i| / Σ_j |Ŵ_ij x_j|, Ŵx computed in Double from `dense` = Ŵ.
+    static func worstError(_ y: [Float], _ dense: Matrix, _ x: [Float]) -> Double {
+        var worst = 0.0
+        for i in 0..<dense.rows {
+            var exact = 0.0, magnitude = 0.0
+            for j in 0..<dense.cols {
+                let t = Double(dense[i, j]) * Double(x[j])
+                exact += t
+                magnitude += abs(t)
+            }
+            worst = max(worst, abs(Double(y[i]) - exact) / max(magnitude, 1e-30))
+        }
+        return worst
+    }
+
     func check(rows: Int, cols: Int, bits: Int, groupSize: Int?, mode: UniformQuantizer.Mode,
                outliers: Double, seed: UInt64, kernel: GEMVKernel, threads: Int? = nil) throws {
         var w = Matrix.gaussian(rows: rows, cols: cols, seed: seed)
@@ -96,16 +111,7 @@ import Testing
         let dense = packed.dequantized()
         let x = Matrix.gaussian(rows: 1, cols: cols, seed: seed + 1).storage
         let y = try packed.multiply(x, threads: threads, kernel: kernel)
-        var worst = 0.0
-        for i in 0..<rows {
-            var exact = 0.0, magnitude = 0.0
-            for j in 0..<cols {
-                let t = Double(dense[i, j]) * Double(x[j])
-                exact += t
-                magnitude += abs(t)
-            }
-            worst = max(worst, abs(Double(y[i]) - exact) / max(magnitude, 1e-30))
-        }
+        let worst = Self.worstError(y, dense, x)
         #expect(worst <= 1e-5, "\(kernel) bits \(bits) group \(String(describing: groupSize)) \(mode) p \(outliers) \(rows)x\(cols): \(worst)")
     }
 
@@ -177,17 +183,7 @@ import Testing
                 let dense = packed.dequantized()
                 for (name, x) in inputs {
                     for kernel in [GEMVKernel.automatic, .portable] {
-                        let y = try packed.multiply(x, kernel: kernel)
-                        var worst = 0.0
-                        for i in 0..<rows {
-                            var exact = 0.0, magnitude = 0.0
-                            for j in 0..<cols {
-                                let t = Double(dense[i, j]) * Double(x[j])
-                                exact += t
-                                magnitude += abs(t)
-                            }
-                            worst = max(worst, abs(Double(y[i]) - exact) / magnitude)
-                        }
+                        let worst = Self.worstError(try packed.multiply(x, kernel: kernel), dense, x)
                         #expect(worst <= 1e-5, "\(kernel) \(mode) group \(String(describing: groupSize)) x \(name): \(worst)")
                     }
                 }
