@@ -71,8 +71,10 @@ def bench_svd(rounds=5):
 SMOL = os.path.join(ROOT, "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def wall(cmd, env=None, repeats=5):
-    """Median wall time of a whole command (process start included)."""
+def wall(cmd, env=None, repeats=5, warmup=0):
+    """Median wall time of a whole command (process start included), after `warmup` untimed runs."""
+    for _ in range(warmup):
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -86,13 +88,14 @@ def bench_gguf():
     mine = kvscope_json("bench", "gguf", SMOL, "--repeat", "5")
     ref = json.loads(subprocess.run([sys.executable, os.path.join(ROOT, "Tests", "Reference", "gguf_bench.py"), SMOL],
                                     check=True, capture_output=True, text=True).stdout)
-    inspect_wall = wall([KVSCOPE, "inspect", SMOL, "--json"])
+    # 11 runs after one: a ~40 ms process on this shared machine swings by 10 ms from run to run.
+    inspect_wall = wall([KVSCOPE, "inspect", SMOL, "--json"], repeats=11, warmup=1)
     return [
         {"what": "open SmolLM2 GGUF + list its 272 tensors (in process)",
          "kvscope": f"{mine['open_list_median_s'] * 1e3:.1f} ms",
          "reference": f"{ref['open_and_list_ms']:.1f} ms (gguf-py GGUFReader)",
          "ratio": ref["open_and_list_ms"] / (mine["open_list_median_s"] * 1e3), "goal": "under 50 ms"},
-        {"what": "`kvscope inspect SmolLM2 --json`, whole process",
+        {"what": "`kvscope inspect SmolLM2 --json`, whole process (median of 11 runs after a warm-up run)",
          "kvscope": f"{inspect_wall * 1e3:.1f} ms", "reference": "goal 50 ms",
          "ratio": 0.05 / inspect_wall, "goal": "under 50 ms"},
         {"what": f"dequantize every tensor ({mine['elements']:,} values)",
