@@ -415,7 +415,7 @@ CQ_INLINE void cq_planes_rows(const cq_gemv_planes_problem *p, size_t row0, size
             scaled = _mm256_fmadd_ps(s, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])), scaled);
         }
         const uint16_t *minima = p->minima ? p->minima + r * gpr : 0;
-        p->y[r] = (float)(cq_sum_lanes(scaled) + cq_offset_term(minima, p->xsum, gpr));
+        p->y[r] = (float)(cq_sum_lanes(scaled) * p->unscale + cq_offset_term(minima, p->xsum, gpr));
     }
 }
 

@@ -9,7 +9,8 @@ import Foundation
 // product. Codes are decoded eight at a time (see ``BitPacking``): a plane load gives lane l the
 // bits of codes l, 8+l, 16+l, 24+l; step t masks its bits *in place* (no shift) and converts, so
 // the value is u·2^(p·t); x is pre-scaled by 2^(−p·t) once per call to compensate (exact, powers
-// of two). The top step shifts instead of masking (its container bits above are zero), so it needs
+// of two; with a common 2ᶜ that puts the largest |x| in [½, 1), so tiny x keeps its bits, undone
+// on each row sum). The top step shifts instead of masking (its container bits above are zero), so it needs
 // no scale. 3-bit codes add a 1-bit plane: bit j of one word; lane l of step t masks bit 8t+l,
 // whose value 2^(8t+l) is compensated by a second pre-scaled copy of x, 4·x_j·2^(−j)
 // (with the sign flipped for j = 31, whose bit converts as −2^31). Outliers add
@@ -109,6 +110,8 @@ private struct GEMVContext: @unchecked Sendable {
     let y: UnsafeMutablePointer<Float>
     let biases: Biases
     let codeOffset: Float
+    /// 2⁻ᶜ: xs and xh carry a factor 2ᶜ that the row sums give back (the generic loop reads x).
+    let unscale: Double
 }
 
 extension PackedMatrix {
@@ -178,21 +181,25 @@ extension PackedMatrix {
         let padded = chunksPerRow * 32
         var xs = [Float](repeating: 0, count: padded)
         var xh = [Float](repeating: 0, count: bits == 3 ? padded : 0)
+        // Both copies also carry 2ᶜ, which scales the largest |x| to [½, 1): 2^(−p·t) and 2⁻ᵏ alone
+        // would lose the bits of tiny x. The row sums are scaled back by 2⁻ᶜ.
+        let c = Self.xScaleExponent(x)
         for j in 0..<cols {
             let t = (j & 31) >> 3
-            xs[j] = t < 3 ? x[j] * Float(sign: .plus, exponent: -lowPlane * t, significand: 1) : x[j]
+            xs[j] = Float(sign: .plus, exponent: t < 3 ? c - lowPlane * t : c, significand: x[j])
             if bits == 3 {
                 let k = j & 31
-                let v = 4 * x[j] * Float(sign: .plus, exponent: -k, significand: 1)
+                let v = Float(sign: .plus, exponent: c + 2 - k, significand: x[j])  // 4·x·2⁻ᵏ·2ᶜ
                 xh[j] = k == 31 ? -v : v
             }
         }
+        let unscale = Double(sign: .plus, exponent: -c, significand: 1)
 
         // Symmetric: subtract M from the lowest plane, at each step's position (top step: shifted down).
         let symmetricOffset = scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0
         if fast && kernel.usesAVX2 {
             xsum.withUnsafeBufferPointer { xsp in
-                multiplyPlanesAVX2(xs, xh, xsp, into: y, chunksPerGroup: chunksPerGroup,
+                multiplyPlanesAVX2(xs, xh, xsp, unscale: unscale, into: y, chunksPerGroup: chunksPerGroup,
                                    bias: Int32(symmetricOffset), workers: workers)
             }
             addOutlierCorrections(x, into: y)
@@ -220,7 +227,7 @@ extension PackedMatrix {
                 x: x.baseAddress!, xsum: xsp.baseAddress!, scales: ks.baseAddress!, offsets: ko.baseAddress!,
                 rowPointers: hasOutliers ? rp.baseAddress : nil, columns: hasOutliers ? cp.baseAddress : nil,
                 corrections: hasOutliers ? oc.baseAddress : nil, y: y.baseAddress!, biases: biases,
-                codeOffset: Float(symmetricOffset))
+                codeOffset: Float(symmetricOffset), unscale: unscale)
             let body: @Sendable (Int) -> Void = { task in
                 let r0 = rows * task / tasks, r1 = rows * (task + 1) / tasks
                 if fast {
@@ -258,7 +265,7 @@ extension PackedMatrix {
 extension PackedMatrix {
     /// y = Ŵx for 2-, 3- and 8-bit codes with the AVX2 kernel (Sources/CQuantKernels), from the
     /// pre-scaled x of the portable path, without outlier corrections; rows split into 16-row-line blocks.
-    func multiplyPlanesAVX2(_ xs: [Float], _ xh: [Float], _ xsum: UnsafeBufferPointer<Float>,
+    func multiplyPlanesAVX2(_ xs: [Float], _ xh: [Float], _ xsum: UnsafeBufferPointer<Float>, unscale: Double,
                             into y: UnsafeMutableBufferPointer<Float>, chunksPerGroup: Int, bias: Int32, workers: Int) {
         let tasks = nibbleBlocks(workers: workers).tasks
         let bits = scheme.quantizer.bits
@@ -271,7 +278,7 @@ extension PackedMatrix {
                                   let sBase = sp.baseAddress, let yBase = y.baseAddress else { return }
                             var problem = cq_gemv_planes_problem(
                                 bits: Int32(bits), words: wBase, chunks_per_row: (cols + 31) / 32, xs: xsBase,
-                                xh: xhp.baseAddress ?? xsBase, xsum: sumBase, scales: sBase,
+                                xh: xhp.baseAddress ?? xsBase, xsum: sumBase, unscale: unscale, scales: sBase,
                                 minima: bias == 0 ? mp.baseAddress : nil, groups_per_row: groupsPerRow,
                                 chunks_per_group: chunksPerGroup, bias: bias, y: yBase)
                             cq_gemv_parallel_avx2(&problem, 1, rows, tasks, Int32(clamping: workers))
@@ -280,6 +287,14 @@ extension PackedMatrix {
                 }
             }
         }
+    }
+
+    /// c with the largest finite |x_j|·2ᶜ in [½, 1) (0 when x has none but zeros): the pre-scaled
+    /// copies of x carry 2ᶜ so that tiny x keeps its bits.
+    static func xScaleExponent(_ x: UnsafeBufferPointer<Float>) -> Int {
+        var largest: Float = 0
+        for v in x where v.isFinite { largest = Swift.max(largest, abs(v)) }
+        return largest == 0 ? 0 : -(Int(largest.exponent) + 1)
     }
 
     /// y += Σ over stored outliers of (value − x̂_code)·x_col (serial: outliers are a small fraction).
@@ -321,9 +336,9 @@ private func gemvRows<D: ChunkDecoder>(_: D.Type, _ c: GEMVContext, _ rows: Rang
             scaled += SIMD8(repeating: c.scales[r * gpr + g]) * ((a.0 + a.1) + (a.2 + a.3))
             offsetTerm += Double(c.offsets[r * gpr + g] * c.xsum[g])
         }
-        var y = offsetTerm
-        for l in 0..<8 { y += Double(scaled[l]) }
-        c.y[r] = Float(y)
+        var sum = 0.0
+        for l in 0..<8 { sum += Double(scaled[l]) }
+        c.y[r] = Float(offsetTerm + sum * c.unscale)
     }
 }
 

@@ -192,9 +192,7 @@ extension PackedMatrix {
         var xp = [Float](repeating: 0, count: pairsPerRow * 64)
         // xp[64k + 8t + l] = x[64k + 32·(l/4) + 4t + l%4] · 2^(c − 4t) (t < 7), · 2ᶜ for t = 7, where
         // c = −e with the largest finite |x| below 2ᵉ: x·16⁻ᵗ alone would lose the bits of tiny x.
-        var largest: Float = 0
-        for v in x where v.isFinite { largest = Swift.max(largest, abs(v)) }
-        let c = largest == 0 ? 0 : -(Int(largest.exponent) + 1)
+        let c = Self.xScaleExponent(x)
         for k in 0..<pairsPerRow {
             for t in 0..<8 {
                 let shift = t < 7 ? c - 4 * t : c

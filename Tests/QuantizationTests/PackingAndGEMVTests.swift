@@ -87,7 +87,8 @@ import Testing
         }
     }
 
-    /// max over rows of |y_i − (Ŵx)_i| / Σ_j |Ŵ_ij x_j|, Ŵx computed in Double from `dense` = Ŵ.
+    /// max over rows of |y_i − (Ŵx)_i| / Σ_j |Ŵ_ij x_j|, Ŵx computed in Double from `dense` = Ŵ (a row
+    /// whose Σ is 0 must give exactly 0; no floor on Σ, which would excuse any error at tiny x).
     static func worstError(_ y: [Float], _ dense: Matrix, _ x: [Float]) -> Double {
         var worst = 0.0
         for i in 0..<dense.rows {
@@ -97,7 +98,8 @@ import Testing
                 exact += t
                 magnitude += abs(t)
             }
-            worst = max(worst, abs(Double(y[i]) - exact) / max(magnitude, 1e-30))
+            let error = abs(Double(y[i]) - exact)
+            worst = max(worst, magnitude > 0 ? error / magnitude : (error == 0 ? 0 : .infinity))
         }
         return worst
     }
@@ -163,11 +165,13 @@ import Testing
         try check(rows: 67, cols: 1001, bits: 4, groupSize: groupSize, mode: .asymmetric, outliers: 0.01, seed: 9)
     }
 
-    /// Both 4-bit kernels scale x by a power of two from its largest finite |x| (the AVX2 kernel
-    /// also reads asymmetric codes as denormal Floats), so every magnitude keeps the bound: denormal
-    /// x (x·16⁻ᵗ alone lost its bits), x near the top of Float's range, one huge entry among small
-    /// ones (beside a zero symmetric weight: exactly nothing added), and x = 0 (y exactly 0).
-    @Test func fourBitKernelKeepsItsPrecisionAtEveryScaleOfX() throws {
+    /// Every kernel scales its pre-scaled copies of x by a power of two from the largest finite |x|
+    /// (the 4-bit AVX2 kernel also reads asymmetric codes as denormal Floats), so every magnitude
+    /// keeps the bound: denormal x (x·16⁻ᵗ, x·2^(−p·t) and the 3-bit x·2⁻ᵏ alone lost its bits), x
+    /// near the top of Float's range, one huge entry among small ones (beside a zero symmetric
+    /// weight: exactly nothing added), and x = 0 (y exactly 0). Widths 2, 3, 4, 5 (generic) and 8.
+    @Test(arguments: [2, 3, 4, 5, 8])
+    func kernelsKeepTheirPrecisionAtEveryScaleOfX(bits: Int) throws {
         let rows = 37, cols = 300
         let w = Matrix.gaussian(rows: rows, cols: cols, seed: 51)
         let base = Matrix.gaussian(rows: 1, cols: cols, seed: 52).storage
@@ -179,17 +183,17 @@ import Testing
         inputs.append(("spiky", spiky))
         for mode in [UniformQuantizer.Mode.asymmetric, .symmetric] {
             for groupSize in [64, 96, nil] as [Int?] {
-                let packed = try QuantizationScheme(bits: 4, groupSize: groupSize, mode: mode).pack(w)
+                let packed = try QuantizationScheme(bits: bits, groupSize: groupSize, mode: mode).pack(w)
                 let dense = packed.dequantized()
                 for (name, x) in inputs {
                     for kernel in [GEMVKernel.automatic, .portable] {
                         let worst = Self.worstError(try packed.multiply(x, kernel: kernel), dense, x)
-                        #expect(worst <= 1e-5, "\(kernel) \(mode) group \(String(describing: groupSize)) x \(name): \(worst)")
+                        #expect(worst <= 1e-5, "\(kernel) \(bits) bits \(mode) group \(String(describing: groupSize)) x \(name): \(worst)")
                     }
                 }
                 for kernel in [GEMVKernel.automatic, .portable] {
                     let zero = try packed.multiply([Float](repeating: 0, count: cols), kernel: kernel)
-                    #expect(zero.allSatisfy { $0 == 0 }, "\(kernel) \(mode) group \(String(describing: groupSize))")
+                    #expect(zero.allSatisfy { $0 == 0 }, "\(kernel) \(bits) bits \(mode) group \(String(describing: groupSize))")
                 }
             }
         }

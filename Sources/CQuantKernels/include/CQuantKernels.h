@@ -64,11 +64,13 @@ typedef struct cq_gemv_planes_problem {
     size_t chunks_per_row;
     /// x pre-scaled per step (xs[32c + 8t + l] = x[32c + 8t + l] * 2^-(p t) for t < 3, p the low plane
     /// width), and for 3 bits the high-bit copy xh[j] = 4 x_j 2^-(j mod 32) (negated for j mod 32 = 31);
-    /// zero-padded to whole chunks. xh is unused for other widths.
+    /// both times 2^s (see `unscale`); zero-padded to whole chunks. xh is unused for other widths.
     const float *xs;
     const float *xh;
     /// Sum of x over each group.
     const float *xsum;
+    /// 2^-s, where the largest finite |x| times 2^s is in [1/2, 1): the factor from the sums back to y.
+    double unscale;
     /// fp16 scale and minimum (asymmetric; NULL for symmetric) of each group.
     const uint16_t *scales;
     const uint16_t *minima;
