@@ -41,9 +41,10 @@ def median_time(fn, repeats=5, warmup=1):
 
 
 def bench_svd(rounds=5):
-    """Interleaved: each round times one kvscope call (in process, after a warm-up call) and one numpy
-    call (after a warm-up call), and the ratio is the median of the rounds' ratios, so a slow spell of this shared
-    machine slows both sides of a ratio (the sides, timed one after the other, gave 1.8× to 2.5×)."""
+    """Interleaved: each round times one kvscope call (in process, after a warm-up call) and one
+    numpy call (after a warm-up call), and the ratio is the median of the rounds' ratios, so a slow
+    spell of this shared machine slows both sides of a ratio (the sides, timed one after the other,
+    gave 1.8× to 2.5×)."""
     import numpy as np
     rows, cols = 4096, 1024
     log(f"singular values of {rows}x{cols} ({rounds} interleaved rounds)")

@@ -354,9 +354,10 @@ CQ_TARGET void cq_gemv4_avx2(const cq_gemv4_problem *p, size_t row0, size_t row1
     if (p->chunks_per_group % 2 != 0) {
         for (size_t r = row0; r < row1; r++) (symmetric ? cq_split_symmetric : cq_split_asymmetric)(p, r);
     } else {
-        int32_t biases[8][8] __attribute__((aligned(32)));
-        for (int t = 0; t < 8; t++)
-            for (int l = 0; l < 8; l++) biases[t][l] = (int32_t)((uint32_t)p->bias << (4 * cq_nibble_step[t]));
+        int32_t biases[8][8] __attribute__((aligned(32)));  // symmetric: M·16^step per step
+        if (symmetric)
+            for (int t = 0; t < 8; t++)
+                for (int l = 0; l < 8; l++) biases[t][l] = (int32_t)((uint32_t)p->bias << (4 * cq_nibble_step[t]));
         for (size_t r = row0; r < row1;) {
             if (r % CQ_TILE_ROWS == 0 && r + CQ_TILE_ROWS <= row1 && r + CQ_TILE_ROWS <= p->rows) {
                 cq_tile(p, r, &biases[0][0]);

@@ -8,13 +8,13 @@
 /// codes 4t + i at bits 4t…4t+3 (t = 0…7), and a 4-bit row is padded to an even number of chunks
 /// (64 codes). One 32-byte vector load of two chunks gives lane l = 4h + i the codes
 /// 32h + 4t + i, and step t is a single mask (`v & 0xF·16ᵗ`, value u·16ᵗ, compensated by an x
-/// pre-scaled by 16⁻ᵗ) or, for t = 7, a shift: 64 codes decode with 16 integer operations and no
-/// widening shuffles. 4-bit rows are also *tiled*: rows are taken in tiles of ``nibbleTileRows`` (4;
-/// the last tile of a matrix may hold fewer, n rows), a tile starts at word `firstRow·wordsPerRow`
-/// as a row-major matrix would, and inside it the 64-code pairs are interleaved: pair k of the
-/// tile's row i is the 8 words at `(k·n + i)·8`. The GEMV, which works on 4 rows at a time, so
-/// reads one sequential stream instead of 4 (the hardware prefetchers and the software prefetch
-/// then keep up with memory; see FusedGEMV4.swift). ``chunkOffset(row:chunk:rows:perRow:bits:)``
+/// pre-scaled by 16⁻ᵗ; the AVX2 kernel reads the masked lane as a denormal Float, see
+/// FusedGEMV4.swift) or, for t = 7, a shift: no widening shuffles. 4-bit rows are also *tiled*:
+/// rows are taken in tiles of ``nibbleTileRows`` (4; the last tile of a matrix may hold fewer, n
+/// rows), a tile starts at word `firstRow·wordsPerRow` as a row-major matrix would, and inside it
+/// the 64-code pairs are interleaved: pair k of the tile's row i is the 8 words at `(k·n + i)·8`.
+/// So the GEMV, which works on 4 rows at a time, reads one sequential stream instead of 4 (the
+/// hardware prefetchers and the software prefetch then keep up with memory). ``chunkOffset(row:chunk:rows:perRow:bits:)``
 /// finds any chunk.
 ///
 /// Other widths use *bit planes*. Within a chunk, code j is written
