@@ -170,7 +170,9 @@ import Testing
         let policy = try compression.policy(model: loaded.model, calibration: try session.bundledCalibration())
         let tokens = loaded.tokenizer.encode(try CalibrationText(path: Self.evalText).text)
         let direct = try Perplexity.evaluate(model: loaded.model, tokens: tokens, policy: policy)
-        #expect(q.compressed == direct.perplexity)
+        // Not bit-equal: OpenBLAS's thread count is process-wide and other tests' parallel regions set
+        // it to 1 at times, which reorders the GEMM sums. A different rank or policy moves it by far more.
+        #expect(abs(q.compressed - direct.perplexity) <= 1e-5 * direct.perplexity, "\(q.compressed) vs \(direct.perplexity)")
         #expect(q.compressed > p.baseline)
     }
 
