@@ -78,31 +78,31 @@ public func singularValues(_ a: Matrix) throws -> [Float] {
         return try sgesdd(a, jobz: UInt8(ascii: "N"), routine: "sgesdd").s
     }
     // Row-major Aᵀ (cols × rows) is column-major A (rows × cols): tall for LAPACK.
-    let tall = a.transposed
+    var tall = a.transposed
     guard a.rows >= 2 * a.cols else { return try sgesdd(tall, jobz: UInt8(ascii: "N"), routine: "sgesdd").s }
-    return try sgesdd(try upperTriangleOfQR(columnMajor: tall), jobz: UInt8(ascii: "N"), routine: "sgesdd").s
+    return try sgesdd(try upperTriangleOfQR(columnMajor: &tall), jobz: UInt8(ascii: "N"), routine: "sgesdd").s
 }
 
 /// R of A = QR (LAPACK `sgeqrf`) for a tall column-major A stored as the row-major matrix `columnMajor`
 /// (rows = A's columns n, cols = A's rows m); R (n×n, upper) is returned in the same convention.
-private func upperTriangleOfQR(columnMajor at: Matrix) throws -> Matrix {
+/// `sgeqrf` works in place: `columnMajor` is left holding its Householder vectors.
+private func upperTriangleOfQR(columnMajor at: inout Matrix) throws -> Matrix {
     let n = at.rows, m = at.cols
     let (m32, n32) = (try blasInt(m, "sgeqrf"), try blasInt(n, "sgeqrf"))
-    var buf = at.storage
     var tau = [Float](repeating: 0, count: n)
     var query: Float = 0
-    var info = buf.withUnsafeMutableBufferPointer { p in
+    var info = at.storage.withUnsafeMutableBufferPointer { p in
         LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m32, n32, p.baseAddress, m32, &tau, &query, -1)
     }
     guard info == 0 else { throw LinearAlgebraError.lapack(routine: "sgeqrf", info: info) }
     var work = [Float](repeating: 0, count: workspaceSize(query))
-    info = buf.withUnsafeMutableBufferPointer { p in
+    info = at.storage.withUnsafeMutableBufferPointer { p in
         LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m32, n32, p.baseAddress, m32, &tau, &work, Int32(work.count))
     }
     guard info == 0 else { throw LinearAlgebraError.lapack(routine: "sgeqrf", info: info) }
     // Column j of A's factor holds R[0...j, j] in its first j+1 entries.
     var r = Matrix(rows: n, cols: n)
-    buf.withUnsafeBufferPointer { src in
+    at.storage.withUnsafeBufferPointer { src in
         r.withUnsafeMutableBufferPointer { dst in
             for j in 0..<n { for i in 0...j { dst[j * n + i] = src[j * m + i] } }
         }

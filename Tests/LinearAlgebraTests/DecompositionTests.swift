@@ -74,6 +74,16 @@ struct GoldenFile: Decodable {
         #expect(throws: LinearAlgebraError.nonFiniteInput(operation: "sgesdd")) { try singularValues(tallNaN) }
     }
 
+    /// The tiled transpose, on shapes that end inside a 32×32 tile and on empty ones.
+    @Test(arguments: [(1, 1), (31, 33), (70, 37), (64, 32), (0, 5), (5, 0), (1, 100)])
+    func transposeMovesEveryElement(rows: Int, cols: Int) {
+        let a = Matrix.gaussian(rows: rows, cols: cols, seed: UInt64(7 * rows + cols))
+        let t = a.transposed
+        #expect(t.rows == cols && t.cols == rows)
+        for i in 0..<rows { for j in 0..<cols { #expect(t[j, i] == a[i, j]) } }
+        #expect(t.transposed == a)
+    }
+
     @Test func emptyMatrixHasNoSingularValues() throws {
         #expect(try singularValues(Matrix(rows: 0, cols: 5)).isEmpty)
     }
