@@ -60,11 +60,11 @@ public enum QuantizationBenchmarks {
     /// The machines this runs on are shared and their speed drifts over seconds, so the sides are
     /// interleaved: `rounds` rounds each time two bandwidth passes, a block of fused GEMVs and a
     /// block of `cblas_sgemv` (then wait 0.2 s for OpenBLAS's spinning threads to sleep), and the
-    /// ratios are taken per round (then their median), so a slow spell slows both sides of a ratio. Within a block each side runs five times untimed (after
-    /// the probe evicted the caches, a 4096×4096 fused GEMV takes about five calls to settle), then
-    /// back to back (a matrix that fits the last-level cache stays there, for either side); the
-    /// fused kernel uses every core and OpenBLAS its own thread count
-    /// (``GEMVBenchmark/sgemvThreads``).
+    /// ratios are taken per round (then their median), so a slow spell slows both sides of a ratio.
+    /// Within a block each side runs five times untimed (after the probe evicted the caches, a
+    /// 4096×4096 fused GEMV takes about five calls to settle), then back to back (a matrix that fits
+    /// the last-level cache stays there, for either side); the fused kernel uses every core and
+    /// OpenBLAS its own thread count (``GEMVBenchmark/sgemvThreads``).
     /// - Parameters:
     ///   - rows: output dimension.
     ///   - cols: input dimension.

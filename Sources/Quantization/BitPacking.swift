@@ -14,8 +14,8 @@
 /// rows), a tile starts at word `firstRow·wordsPerRow` as a row-major matrix would, and inside it
 /// the 64-code pairs are interleaved: pair k of the tile's row i is the 8 words at `(k·n + i)·8`.
 /// So the GEMV, which works on 4 rows at a time, reads one sequential stream instead of 4 (the
-/// hardware prefetchers and the software prefetch then keep up with memory). ``chunkOffset(row:chunk:rows:perRow:bits:)``
-/// finds any chunk.
+/// hardware prefetchers and the software prefetch then keep up with memory).
+/// ``chunkOffset(row:chunk:rows:perRow:bits:)`` finds any chunk.
 ///
 /// Other widths use *bit planes*. Within a chunk, code j is written
 /// j = 8t + l with lane l ∈ 0..<8 and step t ∈ 0..<4, and a b-bit code is split into *bit planes*

@@ -10,8 +10,8 @@ import Foundation
 // bits of codes l, 8+l, 16+l, 24+l; step t masks its bits *in place* (no shift) and converts, so
 // the value is u·2^(p·t); x is pre-scaled by 2^(−p·t) once per call to compensate (exact, powers
 // of two; with a common 2ᶜ that puts the largest |x| in [½, 1), so tiny x keeps its bits, undone
-// on each row sum). The top step shifts instead of masking (its container bits above are zero), so it needs
-// no scale. 3-bit codes add a 1-bit plane: bit j of one word; lane l of step t masks bit 8t+l,
+// on each row sum). The top step shifts instead of masking (its container bits above are zero),
+// so it needs no scale. 3-bit codes add a 1-bit plane: bit j of one word; lane l of step t masks bit 8t+l,
 // whose value 2^(8t+l) is compensated by a second pre-scaled copy of x, 4·x_j·2^(−j)
 // (with the sign flipped for j = 31, whose bit converts as −2^31). Outliers add
 // (value − x̂_code)·x_j afterwards. Rows are split into blocks run on all cores.
@@ -183,7 +183,7 @@ extension PackedMatrix {
         var xh = [Float](repeating: 0, count: bits == 3 ? padded : 0)
         // Both copies also carry 2ᶜ, which scales the largest |x| to [½, 1): 2^(−p·t) and 2⁻ᵏ alone
         // would lose the bits of tiny x. The row sums are scaled back by 2⁻ᶜ.
-        let c = Self.xScaleExponent(x)
+        let (c, unscale) = Self.xScale(x)
         for j in 0..<cols {
             let t = (j & 31) >> 3
             xs[j] = Float(sign: .plus, exponent: t < 3 ? c - lowPlane * t : c, significand: x[j])
@@ -193,7 +193,6 @@ extension PackedMatrix {
                 xh[j] = k == 31 ? -v : v
             }
         }
-        let unscale = Double(sign: .plus, exponent: -c, significand: 1)
 
         // Symmetric: subtract M from the lowest plane, at each step's position (top step: shifted down).
         let symmetricOffset = scheme.quantizer.mode == .symmetric ? scheme.quantizer.maxCode : 0
@@ -289,12 +288,14 @@ extension PackedMatrix {
         }
     }
 
-    /// c with the largest finite |x_j|·2ᶜ in [½, 1) (0 when x has none but zeros): the pre-scaled
-    /// copies of x carry 2ᶜ so that tiny x keeps its bits.
-    static func xScaleExponent(_ x: UnsafeBufferPointer<Float>) -> Int {
+    /// c with the largest finite |x_j|·2ᶜ in [½, 1) (0 when x has none but zeros), and 2⁻ᶜ: the
+    /// pre-scaled copies of x carry 2ᶜ so that tiny x keeps its bits, and the row sums are
+    /// multiplied by `unscale` = 2⁻ᶜ to give it back.
+    static func xScale(_ x: UnsafeBufferPointer<Float>) -> (exponent: Int, unscale: Double) {
         var largest: Float = 0
         for v in x where v.isFinite { largest = Swift.max(largest, abs(v)) }
-        return largest == 0 ? 0 : -(Int(largest.exponent) + 1)
+        let c = largest == 0 ? 0 : -(Int(largest.exponent) + 1)
+        return (c, Double(sign: .plus, exponent: -c, significand: 1))
     }
 
     /// y += Σ over stored outliers of (value − x̂_code)·x_col (serial: outliers are a small fraction).

@@ -192,7 +192,7 @@ extension PackedMatrix {
         var xp = [Float](repeating: 0, count: pairsPerRow * 64)
         // xp[64k + 8t + l] = x[64k + 32·(l/4) + 4t + l%4] · 2^(c − 4t) (t < 7), · 2ᶜ for t = 7, where
         // c = −e with the largest finite |x| below 2ᵉ: x·16⁻ᵗ alone would lose the bits of tiny x.
-        let c = Self.xScaleExponent(x)
+        let (c, unscale) = Self.xScale(x)
         for k in 0..<pairsPerRow {
             for t in 0..<8 {
                 let shift = t < 7 ? c - 4 * t : c
@@ -219,7 +219,7 @@ extension PackedMatrix {
                         let ctx = Nibble4Context(words: wBase, xp: xBase, xsum: xsBase, scales: sBase, offsets: oBase,
                                                  y: yBase, rows: rows, wordsPerRow: wpr, groupsPerRow: gpr, pairsPerRow: pairsPerRow,
                                                  pairsPerGroup: pairsPerGroup, chunksPerGroup: chunksPerGroup,
-                                                 bias: SIMD8(repeating: mValue), unscale: Double(sign: .plus, exponent: -c, significand: 1))
+                                                 bias: SIMD8(repeating: mValue), unscale: unscale)
                         let body: @Sendable (Int) -> Void = { task in
                             let block = blockRange(task)
                             if symmetric { nibbleRows(Biased.self, ctx, block) } else { nibbleRows(Unbiased.self, ctx, block) }
