@@ -14,7 +14,7 @@ struct Bench: ParsableCommand {
 struct BenchSVD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "svd",
-        abstract: "Time singular values (sgesdd, JOBZ=N) of a random Float matrix.")
+        abstract: "Time singular values of a random Float matrix (sgeqrf, then sgesdd JOBZ=N on R, for tall ones).")
 
     @Option(help: "Rows of the matrix.") var rows = 4096
     @Option(help: "Columns of the matrix.") var cols = 1024
