@@ -150,6 +150,8 @@ extension Explorer {
             // A stopped job stays visible after its status line has been overwritten.
             let how = state.phase(stopped) == .cancelled ? "cancelled" : "failed"
             right = "\(stopped.rawValue) \(how)" + (state.stoppedJobs.count > 1 ? " +\(state.stoppedJobs.count - 1)" : "") + " · R restarts "
+            // The status line comes first; this notice shows whenever it fits beside it.
+            if state.status.unicodeScalars.count + right.unicodeScalars.count + 2 > r.width { right = "" }
         }
         let rightWidth = right.unicodeScalars.count
         buf.put(" " + state.status, x: r.x, y: r.y + 1, style: bar, maxWidth: max(0, r.width - rightWidth - 1))

@@ -143,8 +143,8 @@ extension Explorer {
     static func cancelledStatus(_ kind: JobKind) -> String {
         switch kind {
         case .errorModel: return "error model cancelled: e_w and e_kv show \(stoppedMarker) — press R to build it"
-        case .kvTables: return "quantized e_kv cancelled: those cells show \(stoppedMarker) — R or the next bits/group change refills them"
-        case .weightTables: return "weight errors cancelled: rel err shows \(stoppedMarker) — R or the next bits/group/outlier change refills them"
+        case .kvTables: return "quantized e_kv cancelled: its cells show \(stoppedMarker) — R or a bits/group change refills them"
+        case .weightTables: return "weight errors cancelled: rel err shows \(stoppedMarker) — R or a bits/group/outlier change refills them"
         case .perplexity: return "perplexity cancelled — press p or R to run it again"
         case .budget: return "budget cancelled, settings unchanged — press R to run it again"
         }
@@ -158,9 +158,9 @@ extension Explorer {
         case .running(let f):
             return String(format: "the error model is still being built (%.0f%%); the budget can run when it is ready", f * 100)
         case .failed(let message):
-            return "no error model: its build failed (\(message)) — press R to retry"
+            return "no error model (its build failed: \(message)) — press R to retry"
         case .idle, .done, .cancelled:
-            return "no error model: its build was cancelled and nothing is running — press R to build it"
+            return "no error model (cancelled) and nothing is building it — press R to build it"
         }
     }
 

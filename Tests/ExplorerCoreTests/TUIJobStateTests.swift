@@ -52,7 +52,7 @@ import Testing
         // b now says nothing builds it and how to start it; it never claims a build is running.
         TUIFixture.press([.character("b")], &s)
         #expect(s.overlay == nil)
-        #expect(s.status == "no error model: its build was cancelled and nothing is running — press R to build it")
+        #expect(s.status == "no error model (cancelled) and nothing is building it — press R to build it")
         // Esc with nothing running says what is stopped.
         #expect(TUIFixture.press([.escape], &s).isEmpty)
         #expect(s.status.contains("error model stopped earlier — R restarts it"))
@@ -113,8 +113,10 @@ import Testing
         #expect(q0(s).contains(" 8 ") && q0(s).contains("…") && !q0(s).contains("?"), "\(q0(s))")
         _ = Explorer.update(&s, .jobCancelled(id: id))
         #expect(q0(s).contains("?") && !q0(s).contains("…"), "\(q0(s))")
-        let screen = Explorer.view(s, width: 120, height: 40).text
-        #expect(screen.contains("weight errors cancelled · R restarts"))
+        #expect(s.status == "weight errors cancelled: rel err shows ? — R or a bits/group/outlier change refills them")
+        // Once the status line moves on, the footer still says what is stopped.
+        TUIFixture.press([.character("t")], &s)
+        #expect(Self.footer(Explorer.view(s, width: 120, height: 40).text).contains("weight errors cancelled · R restarts"))
         let again = TUIFixture.press([.character("-")], &s)
         guard case .startJob(_, .fillWeightTables)? = again.first else { Issue.record("no refill: \(again)"); return }
         #expect(s.phase(.weightTables).isRunning)
@@ -199,7 +201,7 @@ import Testing
         #expect(rows.count == 30 && rows.allSatisfy { !$0.contains("…") && $0.components(separatedBy: "?").count == 3 }, "\(rows.first ?? "")")
         #expect(screen.contains("e_w ?   e_kv ?"))
         TUIJobTests.press([.character("b")], rt)
-        #expect(rt.state.status.contains("nothing is running — press R to build it"))
+        #expect(rt.state.status == "no error model (cancelled) and nothing is building it — press R to build it")
         TUIJobTests.press([.character("R")], rt)
         try TUIJobTests.settle(rt)
         let model = try #require(rt.state.resources.errorModel)
@@ -224,7 +226,9 @@ import Testing
         var screen = Explorer.view(rt.state, width: 120, height: 40).text
         #expect(Self.tableRows(screen).first?.contains(" ? ") == true, "\(Self.tableRows(screen).first ?? "")")
         #expect(screen.contains("(quantized e_kv stopped: R restarts)"))
-        #expect(Self.footer(screen).contains("quantized e_kv cancelled · R restarts"))
+        #expect(rt.state.status == "quantized e_kv cancelled: its cells show ? — R or a bits/group change refills them")
+        TUIJobTests.press([.character("t")], rt)
+        #expect(Self.footer(Explorer.view(rt.state, width: 120, height: 40).text).contains("quantized e_kv cancelled · R restarts"))
         TUIJobTests.press([.character("R")], rt)
         #expect(rt.state.jobs.map(\.kind) == [.kvTables])
         try TUIJobTests.settle(rt)
