@@ -266,7 +266,7 @@ public final class ExplorerJobs: @unchecked Sendable {
         }
         let bitOptions = Array(2...8).filter { b in resources.tensors.allSatisfy { entry($0, b) != nil } }
         guard !bitOptions.isEmpty else {
-            throw KVCompressionError.invalidArgument("weight error tables are still being computed")
+            throw KVCompressionError.invalidArgument("no bit-width has error tables for every matrix yet (they fill in Weights mode; R restarts a stopped fill)")
         }
         var items: [[AllocationOption]] = []
         var parameters = 0

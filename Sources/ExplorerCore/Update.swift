@@ -278,8 +278,8 @@ public enum Explorer {
     /// a time: the next starts when it finishes). Without an error model, rebuilds a cancelled one. A
     /// stopped fill whose tables are no longer needed is forgotten.
     static func kvTableEffects(_ state: inout ExplorerState) -> [ExplorerEffect] {
-        guard state.resources.errorModel != nil else { return errorModelEffects(&state) }
-        guard let model = state.resources.errorModel, state.resources.kvSpectra != nil else { return [] }
+        guard let model = state.resources.errorModel else { return errorModelEffects(&state) }
+        guard state.resources.kvSpectra != nil else { return [] }
         let used = Set(state.settings.layers.flatMap { [$0.k.bits, $0.v.bits] }).filter { $0 != 16 }.sorted()
         let missing = used.filter { !model.isFilled(bits: $0, groupSize: state.settings.groupSize) }
         guard let b = missing.first else {
