@@ -66,6 +66,19 @@ public struct CompressionSettings: Sendable, Equatable {
         self.layers = layers
     }
 
+    /// The same settings applied only to `selected` layers; every other layer keeps an exact cache
+    /// (rank d_kv, 16 bits). For per-layer sensitivity sweeps (`kvscope eval --layers`).
+    /// - Throws: ``InferenceError/invalidPolicy(_:)`` for a layer outside 0..<layerCount.
+    public func restricted(to selected: Set<Int>, layerCount: Int, kvDimension: Int) throws -> CompressionSettings {
+        if let bad = selected.sorted().first(where: { !(0..<layerCount).contains($0) }) {
+            throw InferenceError.invalidPolicy("layer \(bad) is outside the model's 0…\(layerCount - 1)")
+        }
+        let full = try layerSettings(layerCount: layerCount, kvDimension: kvDimension)
+        let exact = LayerKVSetting(k: try BranchSetting(rank: kvDimension, bits: 16), v: try BranchSetting(rank: kvDimension, bits: 16))
+        return try CompressionSettings(layers: full.enumerated().map { selected.contains($0.offset) ? $0.element : exact },
+                                       window: window, groupSize: groupSize, basis: basis)
+    }
+
     /// The rank (nil: no low rank) and bits of one layer's K or V branch.
     func branch(layer: Int, kind: ProjectionKind, kvDimension: Int) -> (rank: Int?, bits: Int) {
         if let layers {

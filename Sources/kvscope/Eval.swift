@@ -80,6 +80,8 @@ struct Eval: ParsableCommand {
     var config: String?
     @Flag(help: "With --config: use the model even if its SHA-256 differs from the config's model.sha256.")
     var allowModelMismatch = false
+    @Option(help: "Compress only these layers (e.g. 0,5,10-12); the others keep an exact cache. For per-layer sensitivity.")
+    var layers: String?
     @Flag(help: "Skip the baseline (exact-cache) run that is reported next to a compressed one; it halves the time of a sweep whose baseline is already known.")
     var noBaseline = false
     @Flag(help: "Print one JSON document on stdout.") var json = false
@@ -117,12 +119,26 @@ struct Eval: ParsableCommand {
             if let value, value != 16 && !(2...8).contains(value) { throw CommandError("\(name) must be 2…8 or 16, got \(value)") }
         }
         if let group, group < 1 { throw CommandError("--group must be at least 1, got \(group)") }
+        if let layers { _ = try Self.parseLayers(layers) }
+    }
+
+    /// The layers of --layers ("0,5,10-12").
+    static func parseLayers(_ text: String) throws -> Set<Int> {
+        var out = Set<Int>()
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(ends.count), let a = ends.first ?? nil, let b = ends.last ?? nil, a >= 0, a <= b else {
+                throw CommandError("--layers: '\(part)' is not a layer or a range a-b of layers (e.g. 0,5,10-12)")
+            }
+            out.formUnion(a...b)
+        }
+        return out
     }
 
     /// Whether any compression option was given (then the baseline is reported too).
     var hasCompressionOption: Bool {
         rank != nil || keyRank != nil || valueRank != nil || window != nil || bits != nil || keyBits != nil
-            || valueBits != nil || group != nil
+            || valueBits != nil || group != nil || layers != nil
     }
 
     func settings() throws -> CompressionSettings {
@@ -139,6 +155,7 @@ struct Eval: ParsableCommand {
                 var settings = try settings(), calibration = calib
                 if let config { (settings, calibration) = try configSettings(config, model: opened) }
                 let result = try EvalRun(model: opened, textPath: text, calibrationPath: calibration, settings: settings,
+                                         onlyLayers: try layers.map(Self.parseLayers),
                                          reportBaseline: (hasCompressionOption || config != nil) && !noBaseline, cancellation: interrupt.flag).run()
                 if json {
                     try CLIError.printJSON(result.json)
@@ -178,6 +195,8 @@ struct EvalRun {
     var textPath: String
     var calibrationPath: String?
     var settings: CompressionSettings
+    /// Compress only these layers (nil: all).
+    var onlyLayers: Set<Int>?
     var reportBaseline: Bool
     var cancellation: CancellationFlag
 
@@ -218,6 +237,10 @@ struct EvalRun {
         defer { bar.finish() }
         let loaded = try model.inferenceModel()
         let c = loaded.model.configuration
+        var settings = self.settings
+        if let onlyLayers {
+            settings = try settings.restricted(to: onlyLayers, layerCount: c.layerCount, kvDimension: c.kvDimension)
+        }
         var calibration: CalibrationStatistics?
         if settings.needsCalibration(kvDimension: c.kvDimension) {
             let path = calibrationPath ?? SampleFiles.resolve(defaultCalibrationText)

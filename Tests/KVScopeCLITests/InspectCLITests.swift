@@ -16,6 +16,16 @@ enum CLI {
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 
+    /// The project's Python test environment (numpy, gguf-py, safetensors, tokenizers), which
+    /// `make test` sets up in .venv. Missing, it is a failure, never a skip.
+    static func python() throws -> URL {
+        let python = root.appendingPathComponent(".venv/bin/python")
+        guard FileManager.default.isExecutableFile(atPath: python.path) else {
+            throw CLITestError("\(python.path) is missing: run `make pydeps` (make test does) to set up the Python test environment")
+        }
+        return python
+    }
+
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let p = Process()
         p.executableURL = binary
