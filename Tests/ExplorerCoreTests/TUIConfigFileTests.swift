@@ -110,6 +110,23 @@ import Testing
         #expect(capture?.source == .capture && capture?.bundle == nil && capture?.samples == 64)
     }
 
+    /// Opening a config whose statistics are the same text's from another source says so.
+    @Test func openingAConfigOfOtherStatisticsOfTheSameTextNotesIt() throws {
+        let bundle = repositoryRoot.appendingPathComponent("Samples/smollm2").path
+        let session = try ModelSession(path: bundle)
+        let mine = try #require(try session.bundleCalibration())
+        let explorer = try ExplorerConfigIdentity(session: session, calibration: mine.statistics, reference: mine.reference)
+        var capture = mine.reference
+        capture.source = .capture
+        capture.bundle = nil
+        capture.samples = 256
+        let state = try TUIFixture.state()
+        let config = try ExplorerConfigFile.config(for: state.settings, state: state,
+                                                   identity: ExplorerConfigIdentity(model: explorer.model, calibration: capture))
+        let (_, notes) = try ExplorerConfigFile.settings(from: config, state: state, identity: explorer)
+        #expect(notes == ["its calibration statistics are a capture of \(capture.text) (256 sampled rows), the explorer's the bundle \(bundle) (64 sampled rows)"])
+    }
+
     /// A measured perplexity goes into `metrics` as the config's perplexity only when there is no
     /// weight plan: the forward pass never applied one. Next to a weight plan it is named KV-cache-only.
     @Test func aPerplexityNextToAWeightPlanIsNamedKVCacheOnly() throws {
