@@ -2,11 +2,13 @@
 # Every build setting lives in Package.swift; this file only orchestrates.
 
 SWIFT      ?= swift
-DEB_PKGS   := libncursesw5-dev libopenblas-dev liblapacke-dev tmux
+DEB_PKGS   := libncursesw5-dev libopenblas-dev liblapacke-dev tmux python3-venv
+VENV       := .venv
+PY_REQS    := Tests/requirements.txt
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 KVSCOPE    := .build/release/kvscope
 
-.PHONY: all setup models build run test test-debug bench clean fuzz test-asan
+.PHONY: all setup models pydeps build run test test-debug bench clean fuzz test-asan
 
 all: build
 
@@ -25,6 +27,18 @@ setup:
 models: setup
 	@Scripts/fetch-models.sh
 
+## pydeps: the Python test environment (numpy, gguf-py, safetensors, tokenizers, pinned in
+## Tests/requirements.txt) in the project-local .venv; does nothing when it is up to date
+pydeps: setup
+	@if [ -f $(VENV)/.installed ] && cmp -s $(PY_REQS) $(VENV)/.installed; then \
+		echo "pydeps: $(VENV) up to date"; \
+	else \
+		echo "pydeps: installing $(PY_REQS) into $(VENV)"; \
+		{ [ -x $(VENV)/bin/python ] || python3 -m venv $(VENV); } && \
+		$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(PY_REQS) && \
+		cp $(PY_REQS) $(VENV)/.installed; \
+	fi
+
 ## build: release build of kvscope
 build: setup
 	$(SWIFT) build -c release --product kvscope
@@ -37,12 +51,12 @@ run: build
 ## -enable-testing for @testable imports): the numeric tests on real models are 10-50x slower in
 ## debug. `make test-debug` runs it unoptimized, with bounds checks.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
-test: setup models
+test: setup models pydeps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 	Tests/E2E/run.sh $(KVSCOPE)
 
-test-debug: setup models
+test-debug: setup models pydeps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	Tests/E2E/run.sh .build/debug/kvscope
@@ -54,7 +68,8 @@ bench: setup models build
 clean:
 	$(SWIFT) package clean
 
-## fuzz: libFuzzer on the GGUF, safetensors, npy and config readers, about FUZZ_SECONDS each (seeds:
+## fuzz: libFuzzer on the GGUF, safetensors, npy and config readers, about FUZZ_SECONDS each, built as
+## the release build ships them (checked -O, Package.swift) plus the fuzzer's instrumentation (seeds:
 ## the malformed corpus and the small golden fixtures); crashes land in .fuzz/<target>/.
 ## (`swift build` with several --product flags builds only the last, so each target is built alone.
 ## Config inputs are cut to 4 KiB: its 100 KB seeds ran at 2 exec/s; the tests read them whole.)
@@ -62,18 +77,18 @@ FUZZ_SECONDS ?= 60
 fuzz: setup
 	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy Config:config; do \
 		name=$${t%%:*}; dir=$${t##*:}; work=.fuzz/$$name; mkdir -p $$work/corpus; \
-		KVSCOPE_FUZZ=1 $(SWIFT) build --sanitize=fuzzer --scratch-path .build-fuzz --product Fuzz$$name; \
+		KVSCOPE_FUZZ=1 $(SWIFT) build -c release --sanitize=fuzzer --scratch-path .build-fuzz --product Fuzz$$name; \
 		cp -n Tests/Corpus/$$dir/* $$work/corpus/ 2>/dev/null || true; \
 		find Tests/Golden/$$dir -type f -size -512k ! -name '*.json' -exec cp -n {} $$work/corpus/ \; 2>/dev/null || true; \
 		extra=""; [ $$name = Config ] && extra="-max_len=4096"; \
 		echo "fuzz: Fuzz$$name for $(FUZZ_SECONDS) s"; \
-		SWIFT_BACKTRACE=enable=no ./.build-fuzz/debug/Fuzz$$name $$work/corpus $$extra -max_total_time=$(FUZZ_SECONDS) \
+		SWIFT_BACKTRACE=enable=no ./.build-fuzz/release/Fuzz$$name $$work/corpus $$extra -max_total_time=$(FUZZ_SECONDS) \
 			-rss_limit_mb=2048 -timeout=10 -artifact_prefix=$$work/ -print_final_stats=1 2>&1 | tee $$work/log.txt | tail -3; \
 	done
 
 ## test-asan: the whole suite under AddressSanitizer (optimized like `make test`: the numeric tests on
 ## real models take too long unoptimized under ASan; -enable-testing keeps @testable imports working)
-test-asan: setup models
+test-asan: setup models pydeps
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) build -c release -Xswiftc -enable-testing --sanitize=address \
 		--scratch-path .build-asan --build-tests
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test -c release -Xswiftc -enable-testing --sanitize=address \

@@ -3,9 +3,12 @@
 import PackageDescription
 import Foundation
 
-let optimize: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
-]
+// Release builds use SwiftPM's checked optimizer (-O, whole-module): bounds, overflow and
+// precondition checks stay on. Every module that reads untrusted input (file parsers, configs, the
+// tokenizer, the CLI) is built that way; `kernels` may add -Ounchecked only to numeric modules where
+// `make bench` measures a difference (see the README's "Build settings").
+let checked: [SwiftSetting] = []
+let kernels: [SwiftSetting] = checked
 
 var package = Package(
     name: "kvscope",
@@ -23,38 +26,38 @@ var package = Package(
         .systemLibrary(name: "CNcurses", path: "Sources/CNcurses"),
 
         // Numerics: the only Swift module that imports CLapack.
-        .target(name: "LinearAlgebra", dependencies: ["CLapack"], swiftSettings: optimize),
+        .target(name: "LinearAlgebra", dependencies: ["CLapack"], swiftSettings: checked),
 
         // Files: safetensors, GGUF, npy; memory-mapped, lazy.
-        .target(name: "TensorFiles", dependencies: ["LinearAlgebra"], swiftSettings: optimize),
+        .target(name: "TensorFiles", dependencies: ["LinearAlgebra"], swiftSettings: checked),
 
         // AVX2 kernels of the fused dequant-GEMV (target attributes, run-time dispatch; no -m flags).
         .target(name: "CQuantKernels"),
 
         // Engines: pure math over LinearAlgebra.
-        .target(name: "Quantization", dependencies: ["LinearAlgebra", "CQuantKernels"], swiftSettings: optimize),
-        .target(name: "KVCompression", dependencies: ["LinearAlgebra", "Quantization"], swiftSettings: optimize),
+        .target(name: "Quantization", dependencies: ["LinearAlgebra", "CQuantKernels"], swiftSettings: checked),
+        .target(name: "KVCompression", dependencies: ["LinearAlgebra", "Quantization"], swiftSettings: checked),
 
         // UI: cell buffer, widgets, braille plots, themes. No ncurses here.
-        .target(name: "TerminalUI", swiftSettings: optimize),
+        .target(name: "TerminalUI", swiftSettings: checked),
 
         // The only module that imports CNcurses: paints buffers, reads keys, restores the terminal.
-        .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: optimize),
+        .target(name: "CursesBackend", dependencies: ["CNcurses", "TerminalUI"], swiftSettings: checked),
 
         // App: session state, derived metrics, background jobs. Shared by the TUI and the CLI.
         .target(name: "ExplorerCore", dependencies: ["TensorFiles", "KVCompression", "Quantization", "LinearAlgebra",
                                                    "TerminalUI", "Inference", "Configuration"],
-                swiftSettings: optimize),
+                swiftSettings: checked),
 
         // Model: tokenizer, llama forward pass, KV-cache policies, perplexity.
         .target(name: "Inference", dependencies: ["LinearAlgebra", "TensorFiles", "Quantization", "KVCompression"],
-                swiftSettings: optimize),
+                swiftSettings: checked),
 
         // Config files (DESIGN.md §6): the typed schema, JSON/YAML reader and writer, tune and export.
         .target(name: "Configuration",
                 dependencies: ["TensorFiles", "Quantization", "KVCompression", "LinearAlgebra",
                                .product(name: "Yams", package: "Yams")],
-                swiftSettings: optimize),
+                swiftSettings: checked),
 
         .executableTarget(
             name: "kvscope",
@@ -70,7 +73,7 @@ var package = Package(
                 "CursesBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: optimize),
+            swiftSettings: checked),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"]),

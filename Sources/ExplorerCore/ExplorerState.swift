@@ -1,4 +1,5 @@
 import Configuration
+import Foundation
 import KVCompression
 import Quantization
 
@@ -129,6 +130,8 @@ public enum Overlay: Sendable, Equatable {
     case help
     case prompt(Prompt)
     case confirm(Confirmation)
+    /// The message log, scrolled back `scroll` rows from the newest.
+    case log(scroll: Int)
 }
 
 /// The kinds of background job.
@@ -232,11 +235,19 @@ public struct ExplorerState: @unchecked Sendable {
     /// Themes whose warning was already shown (each warns once).
     public var warnedThemes: Set<String> = []
     public var overlay: Overlay?
-    /// The status line text.
-    public var status: String
+    /// The status line text; every line shown is also appended to ``log``.
+    public var status: String { didSet { log.append(status, at: clock()) } }
+    /// The last status lines and notes (the M key shows them).
+    public var log = MessageLog()
+    /// The clock the log's times come from.
+    public var clock: @Sendable () -> Date = { Date() }
     /// Running jobs (the progress bar shows the first).
     public var jobs: [JobStatus] = []
     public var nextJobID = 1
+    /// How the last job of each kind ended (done, cancelled, failed); ``phase(_:)`` reads it.
+    public var jobEnds: [JobKind: JobPhase] = [:]
+    /// The last request of each kind, so R can run a stopped budget again.
+    public var lastRequests: [JobKind: JobRequest] = [:]
     /// The last perplexity results.
     public var perplexity: PerplexityFigures?
     /// The terminal size last seen.
@@ -262,6 +273,7 @@ public struct ExplorerState: @unchecked Sendable {
         savedSettings = s
         self.themeNames = themeNames
         self.status = status
+        log.append(status, at: clock())
         let base = resources.info.name.split(separator: ".").first.map(String.init) ?? "model"
         defaultExportName = "\(base).kvscope.json"
     }

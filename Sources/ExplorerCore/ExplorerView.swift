@@ -89,6 +89,7 @@ extension Explorer {
         case .help: drawHelp(state, &buf)
         case .prompt(let p): drawDialog(title: p.title, lines: ["> " + p.text + "█", "Enter accepts · Esc cancels"], &buf)
         case .confirm(let c): drawDialog(title: "Confirm", lines: [c.question], &buf)
+        case .log(let scroll): drawLog(state, scroll: scroll, &buf)
         case nil: break
         }
         return buf
@@ -149,10 +150,18 @@ extension Explorer {
             right = "\(job.kind.rawValue) " + String(repeating: "█", count: filled) + String(repeating: "░", count: cells - filled)
                 + String(format: " %3.0f%%", job.fraction * 100) + (state.jobs.count > 1 ? " +\(state.jobs.count - 1)" : "")
                 + " (Esc cancels) "
+        } else if let stopped = state.stoppedJobs.first {
+            // A stopped job stays visible after its status line has been overwritten.
+            let how = state.phase(stopped) == .cancelled ? "cancelled" : "failed"
+            right = "\(stopped.rawValue) \(how)" + (state.stoppedJobs.count > 1 ? " +\(state.stoppedJobs.count - 1)" : "") + " · R restarts "
+            // The status line comes first; this notice shows whenever it fits beside it.
+            if state.status.unicodeScalars.count + right.unicodeScalars.count + 2 > r.width { right = "" }
         }
         let rightWidth = right.unicodeScalars.count
         buf.put(" " + state.status, x: r.x, y: r.y + 1, style: bar, maxWidth: max(0, r.width - rightWidth - 1))
-        if !right.isEmpty { buf.putRight(right, rightEdge: r.maxX, y: r.y + 1, style: Style(.accent, on: .statusBar)) }
+        if !right.isEmpty {
+            buf.putRight(right, rightEdge: r.maxX, y: r.y + 1, style: Style(state.jobs.isEmpty ? .warn : .accent, on: .statusBar))
+        }
     }
 
     // MARK: KV table, plot and metrics
@@ -184,11 +193,11 @@ extension Explorer {
             let i = offset + row
             guard state.settings.layers.indices.contains(i) else { break }
             let c = state.settings.layers[i]
-            let ew = ExplorerMetrics.text(ExplorerMetrics.weightError(state, layer: i, kind: state.kind))
+            let ew = cell(ExplorerMetrics.weightError(state, layer: i, kind: state.kind), job: .errorModel, state)
             let mib = memory.map { String(format: "%.3f", $0.layerBytes[i] / 1_048_576) } ?? "?"
             var line = pad("\(i)", 3) + pad("\(c.k.rank)", full ? 6 : 5) + pad(bitsLabel(c.k.bits), 3)
                 + pad("\(c.v.rank)", full ? 6 : 5) + pad(bitsLabel(c.v.bits), 3) + pad(ew, full ? 9 : 7)
-            if full { line += pad(ExplorerMetrics.text(ExplorerMetrics.kvError(state, layer: i, kind: state.kind)), 9) }
+            if full { line += pad(cell(ExplorerMetrics.kvError(state, layer: i, kind: state.kind), job: kvErrorJob(state), state), 9) }
             line += pad(mib, full ? 9 : 7)
             let selected = i == state.selectedLayer
             let style = selected ? Style(.selectionText, on: .selection, bold: true) : Style(.text)
@@ -294,9 +303,11 @@ extension Explorer {
         lines.append(("window \(s.window)  group \(group)  L \(s.contextLength)  N \(s.batch)", Style(.text)))
         let ew = ExplorerMetrics.weightError(state, layer: layer, kind: state.kind)
         let ekv = ExplorerMetrics.kvError(state, layer: layer, kind: state.kind)
-        var errLine = "e_w \(ExplorerMetrics.text(ew))   e_kv \(ExplorerMetrics.text(ekv))"
+        var errLine = "e_w \(cell(ew, job: .errorModel, state))   e_kv \(cell(ekv, job: kvErrorJob(state), state))"
         if state.resources.kvSpectra == nil { errLine += "  (e_kv: needs calibration)" }
-        else if case .pending = ekv { errLine += "  (e_kv table filling…)" }
+        else if case .pending = ekv {
+            errLine += state.phase(kvErrorJob(state)).isRunning ? "  (e_kv table filling…)" : "  (\(kvErrorJob(state).rawValue) stopped: R restarts)"
+        }
         lines.append((errLine, Style(.text)))
         if let m = ExplorerMetrics.kvMemory(state) {
             lines.append(("layer \(ExplorerMetrics.mebibytes(m.layerBytes[layer]))   total \(ExplorerMetrics.mebibytes(m.totalBytes))", Style(.text)))
@@ -341,7 +352,7 @@ extension Explorer {
             guard state.resources.tensors.indices.contains(i), let f = ExplorerMetrics.weight(state, tensor: i) else { break }
             var name = shortName(state.resources.tensors[i].name)
             if name.unicodeScalars.count > nameWidth - 1 { name = String(name.prefix(nameWidth - 1)) }
-            let err = state.settings.weights[i].bits == 16 ? "fp16" : ExplorerMetrics.text(f.relativeError)
+            let err = state.settings.weights[i].bits == 16 ? "fp16" : cell(f.relativeError, job: .weightTables, state)
             let line = pad(name, nameWidth, left: true) + pad("\(state.settings.weights[i].bits)", 4) + pad(err, 9)
                 + pad(String(format: "%.2f", f.bitsPerWeight), 7) + pad(String(format: "%.3f", f.bytes / 1_048_576), 8)
             let selected = i == state.selectedTensor
@@ -361,7 +372,7 @@ extension Explorer {
             let t = state.resources.tensors[state.selectedTensor]
             let bits = s.weights[state.selectedTensor].bits
             lines.append(("\(t.name)  [\(t.rows)×\(t.cols)]  role \(t.role)", Style(.text, bold: true)))
-            let err = bits == 16 ? "0 (fp16)" : ExplorerMetrics.text(f.relativeError)
+            let err = bits == 16 ? "0 (fp16)" : cell(f.relativeError, job: .weightTables, state)
             lines.append(("bits \(bits)   group \(s.weightGroupSize.map(String.init) ?? "row")   outliers \(ExplorerMetrics.percent(s.outlierFraction))", Style(.text)))
             lines.append(("rel error ‖W−Ŵ‖/‖W‖ \(err)", Style(.text)))
             lines.append(("bits/weight \(String(format: "%.3f", f.bitsPerWeight))   \(ExplorerMetrics.mebibytes(f.bytes))", Style(.text)))
@@ -375,7 +386,7 @@ extension Explorer {
         lines.append(("role  n  bits  rel err*       MiB", Style(.accent, bold: true)))
         for role in ExplorerMetrics.weightRoles(state) {
             let bits = role.bits.map(String.init) ?? "mixed"
-            lines.append((pad(role.role, 4, left: true) + pad("\(role.count)", 3) + pad(bits, 6) + pad(ExplorerMetrics.text(role.relativeError), 10)
+            lines.append((pad(role.role, 4, left: true) + pad("\(role.count)", 3) + pad(bits, 6) + pad(cell(role.relativeError, job: .weightTables, state), 10)
                           + pad(String(format: "%.3f", role.bytes / 1_048_576), 11), Style(.text)))
         }
         lines.append(("* per role: √(Σ‖W−Ŵ‖²/Σ‖W‖²)", Style(.muted)))
@@ -391,11 +402,12 @@ extension Explorer {
 
     static func drawHelp(_ state: ExplorerState, _ buf: inout ScreenBuffer) {
         let bindings = KeyMap.bindings
-        let rowsAvailable = max(1, buf.height - 4)
+        let legend = "cells: … computing · \(stoppedMarker) stopped, R restarts · — cannot be known"
+        let rowsAvailable = max(1, buf.height - 5)
         let columns = (bindings.count + rowsAvailable - 1) / rowsAvailable
         let rows = (bindings.count + columns - 1) / columns
-        let width = min(buf.width - 2, columns * 60)
-        let rect = Rect(x: max(0, (buf.width - width) / 2), y: max(0, (buf.height - rows - 2) / 2), width: width, height: rows + 2)
+        let width = min(buf.width - 2, max(columns * 60, legend.unicodeScalars.count + 4))
+        let rect = Rect(x: max(0, (buf.width - width) / 2), y: max(0, (buf.height - rows - 3) / 2), width: width, height: rows + 3)
         buf.fill(rect, with: Cell(" ", Style(.text)))
         buf.box(rect, title: "Keys (Esc or ? closes)")
         let colWidth = (rect.width - 2) / max(1, columns)
@@ -407,6 +419,7 @@ extension Explorer {
             buf.put(pad(b.keyLabel, keyWidth, left: true), x: x + 1, y: rect.y + 1 + row, style: Style(.accent, bold: true, dim: !enabled), maxWidth: colWidth - 1)
             buf.put(b.help, x: x + 1 + keyWidth, y: rect.y + 1 + row, style: Style(enabled ? .text : .muted), maxWidth: max(0, colWidth - keyWidth - 2))
         }
+        buf.put(legend, x: rect.x + 2, y: rect.y + 1 + rows, style: Style(.muted), maxWidth: max(0, rect.width - 4))
     }
 
     static func drawDialog(title: String, lines: [String], _ buf: inout ScreenBuffer) {

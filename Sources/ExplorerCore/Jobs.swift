@@ -35,7 +35,7 @@ public final class JobRunner: @unchecked Sendable {
     }
 
     /// Starts job `id` on the background queue (after the jobs started before it). `body` gets a progress callback (fraction 0…1) and a
-    /// cancellation flag; its result or error comes back as a message.
+    /// cancellation flag; its result, its error or its cancellation (also while it waited) comes back as a message.
     public func start(id: Int, _ body: @escaping @Sendable (_ progress: @escaping @Sendable (Double) -> Void,
                                                           _ cancellation: KVCompression.CancellationFlag) throws -> JobOutcome) {
         let flag = KVCompression.CancellationFlag()
@@ -50,9 +50,9 @@ public final class JobRunner: @unchecked Sendable {
                 // Cancelled while it waited for the jobs before it.
                 if flag.isCancelled { throw KVCompressionError.cancelled }
                 let outcome = try body(progress, flag)
-                post(flag.isCancelled ? .jobFailed(id: id, message: "cancelled") : .jobFinished(id: id, outcome))
+                post(flag.isCancelled ? .jobCancelled(id: id) : .jobFinished(id: id, outcome))
             } catch {
-                post(.jobFailed(id: id, message: flag.isCancelled ? "cancelled" : "job failed: \(error)"))
+                post(flag.isCancelled ? .jobCancelled(id: id) : .jobFailed(id: id, message: "\(error)"))
             }
             lock.withLock { flags[id] = nil }
         }
@@ -248,7 +248,7 @@ public final class ExplorerJobs: @unchecked Sendable {
         }
         let bitOptions = Array(2...8).filter { b in resources.tensors.allSatisfy { entry($0, b) != nil } }
         guard !bitOptions.isEmpty else {
-            throw KVCompressionError.invalidArgument("weight error tables are still being computed")
+            throw KVCompressionError.invalidArgument("no bit-width has error tables for every matrix yet (they fill in Weights mode; R restarts a stopped fill)")
         }
         var items: [[AllocationOption]] = []
         var parameters = 0

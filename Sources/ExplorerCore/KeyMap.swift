@@ -24,6 +24,12 @@ public enum ExplorerAction: Sendable {
     case redo
     case cycleTheme
     case toggleHelp
+    /// Starts again the jobs that were cancelled or failed.
+    case restartJobs
+    /// Opens or closes the message log.
+    case toggleLog
+    /// Scrolls the message log by rows (positive: older).
+    case scrollLog(Int)
     case quit
     case escape
     case click(x: Int, y: Int)
@@ -37,6 +43,7 @@ public enum ExplorerAction: Sendable {
     case jobProgress(id: Int, fraction: Double)
     case jobFinished(id: Int, JobOutcome)
     case jobFailed(id: Int, message: String)
+    case jobCancelled(id: Int)
     case exportTargetExists(path: String)
     case exported(path: String)
     case configOpened(ExplorerSettings, path: String)
@@ -109,10 +116,16 @@ public enum KeyMap {
         KeyBinding([.character("u")], .undo, "undo", hint: "u undo", enabled: { !$0.history.isEmpty }),
         KeyBinding([.control("r")], .redo, "redo", enabled: { !$0.future.isEmpty }),
         KeyBinding([.character("t")], .cycleTheme, "cycle the theme"),
+        KeyBinding([.character("R")], .restartJobs, "restart cancelled or failed jobs (cells showing ?)",
+                   hint: "R restart", enabled: { !$0.stoppedJobs.isEmpty }),
+        KeyBinding([.character("M")], .toggleLog, "message log: the last 50 status lines"),
         KeyBinding([.character("?")], .toggleHelp, "show or hide this help", hint: "? help"),
         KeyBinding([.character("q")], .quit, "quit (asks when there are unexported changes)", hint: "q quit"),
         KeyBinding([.escape], .escape, "close help, a prompt or a dialog; cancel a running job"),
     ]
+
+    /// The rows PgUp and PgDn scroll the message log by.
+    static let logPage = 10
 
     static let index: [Key: Int] = {
         var d: [Key: Int] = [:]
@@ -147,6 +160,17 @@ public enum KeyMap {
         case .help:
             switch key {
             case .escape, .character("?"), .character("q"): return .toggleHelp
+            default: return nil
+            }
+        case .log:
+            switch key {
+            case .escape, .character("M"), .character("q"): return .toggleLog
+            case .up, .character("k"): return .scrollLog(1)
+            case .down, .character("j"): return .scrollLog(-1)
+            case .pageUp: return .scrollLog(logPage)
+            case .pageDown: return .scrollLog(-logPage)
+            case .home: return .scrollLog(MessageLog.capacity * 100)
+            case .end: return .scrollLog(-MessageLog.capacity * 100)
             default: return nil
             }
         case nil:

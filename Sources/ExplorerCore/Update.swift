@@ -39,6 +39,7 @@ public enum Explorer {
             let (layer, kind) = (state.selectedLayer, state.kind)
             guard state.settings.layers.indices.contains(layer) else { break }
             edit(&state) { s in s.layers[layer][kind].rank = clamp(s.layers[layer][kind].rank + delta, 1, kvSize) }
+            return kvTableEffects(&state)
         case .changeWindow(let delta):
             edit(&state) { $0.window = clamp($0.window + delta, 0, $0.contextLength) }
         case .changeBits(let delta):
@@ -108,6 +109,7 @@ public enum Explorer {
             return kvTableEffects(&state)
         case .askBudget:
             if state.jobs.contains(where: { $0.kind == .budget }) { state.status = "a budget allocation is already running"; break }
+            if state.mode != .weights, let missing = errorModelMissing(state) { state.status = missing; break }
             if state.mode == .weights {
                 state.overlay = .prompt(Prompt(purpose: .budget, title: "Average bits per weight", text: "4"))
             } else {
@@ -133,11 +135,13 @@ public enum Explorer {
             state.future.append(state.settings)
             state.settings = previous
             state.status = "undone"
+            return settingsEffects(&state)
         case .redo:
             guard let next = state.future.popLast() else { state.status = "nothing to redo"; break }
             state.history.append(state.settings)
             state.settings = next
             state.status = "redone"
+            return settingsEffects(&state)
         case .cycleTheme:
             if !state.themeNames.isEmpty { state.themeIndex = (state.themeIndex + 1) % state.themeNames.count }
             state.status = "theme: \(state.themeName)"
@@ -147,6 +151,13 @@ public enum Explorer {
             }
         case .toggleHelp:
             state.overlay = state.overlay == .help ? nil : .help
+        case .restartJobs:
+            return restartStopped(&state)
+        case .toggleLog:
+            if case .log = state.overlay { state.overlay = nil } else { state.overlay = .log(scroll: 0) }
+        case .scrollLog(let delta):
+            guard case .log(let scroll) = state.overlay else { break }
+            state.overlay = .log(scroll: clamp(scroll + delta, 0, maxLogScroll(state)))
         case .quit:
             if state.hasUnexportedChanges {
                 state.overlay = .confirm(.quitWithoutExport)
@@ -160,6 +171,8 @@ public enum Explorer {
             } else if let job = state.jobs.last {
                 state.status = "cancelling \(job.kind.rawValue)…"
                 return [.cancelJob(id: job.id)]
+            } else if let stopped = state.stoppedJobs.first {
+                state.status = "nothing is running (\(stopped.rawValue) stopped earlier — R restarts it)"
             }
         case .resize(let w, let h):
             state.width = max(0, w)
@@ -191,6 +204,7 @@ public enum Explorer {
         case .jobFinished(let id, let outcome):
             let job = state.jobs.first(where: { $0.id == id })
             state.jobs.removeAll { $0.id == id }
+            if let kind = job?.kind { state.jobEnds[kind] = .done }
             switch outcome {
             case .errorModel(let model):
                 state.resources.errorModel = model
@@ -212,8 +226,16 @@ public enum Explorer {
                 return kvTableEffects(&state) + (state.mode == .weights ? weightTableEffects(&state) : [])
             }
         case .jobFailed(let id, let message):
+            let kind = state.jobs.first(where: { $0.id == id })?.kind
             state.jobs.removeAll { $0.id == id }
-            state.status = message
+            guard let kind else { state.status = message; break }
+            state.jobEnds[kind] = .failed(message)
+            state.status = "\(kind.rawValue) failed: \(message) — press R to retry"
+        case .jobCancelled(let id):
+            guard let kind = state.jobs.first(where: { $0.id == id })?.kind else { break }
+            state.jobs.removeAll { $0.id == id }
+            state.jobEnds[kind] = .cancelled
+            state.status = cancelledStatus(kind)
         case .exportTargetExists(let path):
             state.overlay = .confirm(.overwrite(path: path))
         case .exported(let path):
@@ -245,20 +267,31 @@ public enum Explorer {
         let id = state.nextJobID
         state.nextJobID += 1
         state.jobs.append(JobStatus(id: id, kind: request.kind, fraction: 0))
+        state.lastRequests[request.kind] = request
+        state.note("started \(jobTitle(request))")
         return .startJob(id: id, request)
     }
 
-    /// Starts filling quantized e_kv tables for bit-widths in use that are not filled yet.
+    /// What a change of the settings (undo, redo) needs computed: quantized e_kv tables, and weight
+    /// tables in Weights mode.
+    static func settingsEffects(_ state: inout ExplorerState) -> [ExplorerEffect] {
+        kvTableEffects(&state) + (state.mode == .weights ? weightTableEffects(&state) : [])
+    }
+
+    /// Starts filling quantized e_kv tables for bit-widths in use that are not filled yet (one fill at
+    /// a time: the next starts when it finishes). Without an error model, rebuilds a cancelled one. A
+    /// stopped fill whose tables are no longer needed is forgotten.
     static func kvTableEffects(_ state: inout ExplorerState) -> [ExplorerEffect] {
-        guard let model = state.resources.errorModel, state.resources.kvSpectra != nil else { return [] }
+        guard let model = state.resources.errorModel else { return errorModelEffects(&state) }
+        guard state.resources.kvSpectra != nil else { return [] }
         let used = Set(state.settings.layers.flatMap { [$0.k.bits, $0.v.bits] }).filter { $0 != 16 }.sorted()
-        var effects: [ExplorerEffect] = []
-        for b in used where !model.isFilled(bits: b, groupSize: state.settings.groupSize) {
-            let request = JobRequest.fillKVTables(bits: b, groupSize: state.settings.groupSize)
-            if state.jobs.contains(where: { $0.kind == .kvTables }) { continue }
-            effects.append(start(&state, request))
+        let missing = used.filter { !model.isFilled(bits: $0, groupSize: state.settings.groupSize) }
+        guard let b = missing.first else {
+            if state.phase(.kvTables).isStopped { state.jobEnds[.kvTables] = nil }
+            return []
         }
-        return effects
+        if state.jobs.contains(where: { $0.kind == .kvTables }) { return [] }
+        return [start(&state, .fillKVTables(bits: b, groupSize: state.settings.groupSize))]
     }
 
     /// The weight-table grid the session computes for the current group and outlier fraction: bits
@@ -281,6 +314,7 @@ public enum Explorer {
               let choices = weightChoices(state.settings, resources: state.resources) else { return [] }
         let cache = state.resources.weightTables
         let missing = state.resources.tensors.contains { cache.table(named: $0.name, choices: choices) == nil }
+        if !missing, state.phase(.weightTables).isStopped { state.jobEnds[.weightTables] = nil }
         guard missing, !state.jobs.contains(where: { $0.kind == .weightTables }) else { return [] }
         return [start(&state, .fillWeightTables(choices: choices))]
     }
@@ -298,7 +332,7 @@ public enum Explorer {
                 return [start(&state, .weightBudget(bitsPerWeight: value, settings: state.settings))]
             }
             guard value <= 100 else { state.status = "a budget is a percentage of fp16 bytes, at most 100"; return [] }
-            guard state.resources.errorModel != nil else { state.status = "the error model is still being built"; return [] }
+            if let missing = errorModelMissing(state) { state.status = missing; return [] }
             guard state.resources.kvSpectra != nil else {
                 state.status = "a KV budget needs e_kv, from calibration statistics; this session has none"
                 return []
@@ -311,6 +345,12 @@ public enum Explorer {
             guard !text.isEmpty else { return [] }
             return [.openConfig(path: text)]
         }
+    }
+
+    /// How far back the message log can scroll at the state's size (rows above the first screenful).
+    static func maxLogScroll(_ state: ExplorerState) -> Int {
+        let frame = logFrame(width: state.width, height: state.height)
+        return max(0, state.log.rows(width: frame.textWidth).count - frame.visibleRows)
     }
 
     static func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int { min(max(v, lo), max(lo, hi)) }

@@ -15,32 +15,39 @@ public struct CompressionSettings: Sendable, Equatable {
     public var valueRank: Int?
     /// The causal exact window w.
     public var window: Int
-    /// Bits of the compressed branch: 2…8, or 16.
-    public var bits: Int
+    /// Bits of the compressed K branch: 2…8, or 16.
+    public var keyBits: Int
+    /// Bits of the compressed V branch: 2…8, or 16.
+    public var valueBits: Int
     /// Quantization group along a token's stored features (nil: one group per token).
     public var groupSize: Int?
     /// How the low-rank factors are chosen.
     public var basis: BasisKind
-    /// Per-layer K/V ranks and bits; when set, it replaces `keyRank`, `valueRank` and `bits`.
+    /// Per-layer K/V ranks and bits; when set, it replaces `keyRank`, `valueRank`, `keyBits` and `valueBits`.
     public var layers: [LayerKVSetting]?
 
     /// Settings, checked.
+    /// - Parameters:
+    ///   - bits: bits of both branches, unless `keyBits` or `valueBits` overrides one.
     /// - Throws: ``InferenceError/invalidPolicy(_:)`` for a rank < 1, a negative window, bits outside
     ///   {2…8, 16} or a group < 1.
-    public init(keyRank: Int? = nil, valueRank: Int? = nil, window: Int = 0, bits: Int = 16, groupSize: Int? = nil,
-                basis: BasisKind = .activations) throws {
+    public init(keyRank: Int? = nil, valueRank: Int? = nil, window: Int = 0, bits: Int = 16, keyBits: Int? = nil,
+                valueBits: Int? = nil, groupSize: Int? = nil, basis: BasisKind = .activations) throws {
         for (name, r) in [("key rank", keyRank), ("value rank", valueRank)] {
             if let r, r < 1 { throw InferenceError.invalidPolicy("\(name) must be at least 1, got \(r)") }
         }
         guard window >= 0 else { throw InferenceError.invalidPolicy("window must be non-negative, got \(window)") }
-        guard bits == 16 || (2...8).contains(bits) else {
-            throw InferenceError.invalidPolicy("bits must be 2…8 or 16, got \(bits)")
+        for (name, b) in [("bits", bits), ("key bits", keyBits ?? bits), ("value bits", valueBits ?? bits)] {
+            guard b == 16 || (2...8).contains(b) else {
+                throw InferenceError.invalidPolicy("\(name) must be 2…8 or 16, got \(b)")
+            }
         }
         if let g = groupSize, g < 1 { throw InferenceError.invalidPolicy("group size must be at least 1, got \(g)") }
         self.keyRank = keyRank
         self.valueRank = valueRank
         self.window = window
-        self.bits = bits
+        self.keyBits = keyBits ?? bits
+        self.valueBits = valueBits ?? bits
         self.groupSize = groupSize
         self.basis = basis
     }
@@ -65,7 +72,7 @@ public struct CompressionSettings: Sendable, Equatable {
             let s = kind == .k ? layers[layer].k : layers[layer].v
             return (effectiveRank(s.rank, kvDimension), s.bits)
         }
-        return (effectiveRank(kind == .k ? keyRank : valueRank, kvDimension), bits)
+        return kind == .k ? (effectiveRank(keyRank, kvDimension), keyBits) : (effectiveRank(valueRank, kvDimension), valueBits)
     }
 
     /// Every (layer, kind) branch of a model with `layerCount` layers.
@@ -106,8 +113,8 @@ public struct CompressionSettings: Sendable, Equatable {
                                v: try BranchSetting(rank: min(l.v.rank, kvDimension), bits: l.v.bits))
             }
         }
-        let k = try BranchSetting(rank: effectiveRank(keyRank, kvDimension) ?? kvDimension, bits: bits)
-        let v = try BranchSetting(rank: effectiveRank(valueRank, kvDimension) ?? kvDimension, bits: bits)
+        let k = try BranchSetting(rank: effectiveRank(keyRank, kvDimension) ?? kvDimension, bits: keyBits)
+        let v = try BranchSetting(rank: effectiveRank(valueRank, kvDimension) ?? kvDimension, bits: valueBits)
         return Array(repeating: LayerKVSetting(k: k, v: v), count: layerCount)
     }
 
@@ -194,7 +201,7 @@ public struct CompressionSettings: Sendable, Equatable {
                 if basis == .fitted, let stats {
                     let start = try ProjectionBasis(kind: .activations, u: u, strengths: projection.strengths)
                     let fitted = try fitFactors(weight: weight, inputs: stats.sampleInputs, targets: stats.samples(kind),
-                                                start: start, rank: rank, bits: bits, groupSize: groupSize,
+                                                start: start, rank: rank, bits: choice.bits, groupSize: groupSize,
                                                 cancellation: cancellation)
                     branch = try BranchCompression(inputFactor: fitted.factors.a, outputFactor: fitted.factors.b,
                                                    quantizer: quantizer)

@@ -12,6 +12,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     case invalidToken(id: Int32, vocabularySize: Int)
     /// A KV-cache policy does not fit the model (basis shape, layer count, …).
     case invalidPolicy(String)
+    /// A result that must be a finite number is not (NaN or ±∞), e.g. a perplexity.
+    case nonFinite(String)
     /// The run was cancelled through its ``CancellationFlag``.
     case cancelled
 
@@ -22,6 +24,7 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
         case .invalidWeight(let name, let detail): return "tensor \(name): \(detail)"
         case .invalidToken(let id, let n): return "token id \(id) is outside the vocabulary of \(n)"
         case .invalidPolicy(let s): return "KV-cache policy: \(s)"
+        case .nonFinite(let s): return "\(s) is not finite"
         case .cancelled: return "cancelled"
         }
     }

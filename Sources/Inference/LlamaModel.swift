@@ -249,19 +249,24 @@ public struct LlamaModel: Sendable {
     /// exact K/V at s > t − window and K̂/V̂ at s ≤ t − window (DESIGN.md §4). Scores against K and
     /// K̂ are both computed by BLAS per block of queries and selected per (t, s); the probabilities
     /// are split into an exact and a compressed part that multiply V and V̂.
+    ///
+    /// Either branch may be exact on its own (K̂ nil, V̂ set, or the reverse). Which products run is
+    /// decided by whether K̂ and V̂ exist, never by the base addresses of the scratch buffers: an
+    /// empty Swift array can still hand out a non-nil base address.
     func attend(queries q: Matrix, keys k: Matrix, values v: Matrix, keysHat: Matrix?, valuesHat: Matrix?,
                 window: Int, cancellation: CancellationFlag?) throws -> Matrix {
         let c = configuration
         let T = q.rows, hd = c.headDimension, dq = c.queryDimension, dkv = c.kvDimension
         let group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(hd).squareRoot()
-        let compressed = keysHat != nil || valuesHat != nil
+        let hasKeysHat = keysHat != nil, hasValuesHat = valuesHat != nil
+        let compressed = hasKeysHat || hasValuesHat
         let block = max(1, attentionBlockSize)
         var out = Matrix(rows: T, cols: dq)
         var scores = [Float](repeating: 0, count: block * T)
-        var scoresHat = [Float](repeating: 0, count: keysHat == nil ? 0 : block * T)
+        var scoresHat = [Float](repeating: 0, count: hasKeysHat ? block * T : 0)
         var pExact = [Float](repeating: 0, count: block * T)
-        var pCompressed = [Float](repeating: 0, count: valuesHat == nil ? 0 : block * T)
+        var pCompressed = [Float](repeating: 0, count: hasValuesHat ? block * T : 0)
         let kHat = keysHat ?? Matrix(rows: 0, cols: 0), vHat = valuesHat ?? Matrix(rows: 0, cols: 0)
 
         try q.withUnsafeBufferPointer { qb in
@@ -287,7 +292,7 @@ public struct LlamaModel: Sendable {
                     try gemmRaw(transA: .none, transB: .transpose, m: rows, n: n, k: hd, alpha: scale,
                                 a: qp + t0 * dq + head * hd, lda: dq, b: kp + g * hd, ldb: dkv,
                                 beta: 0, c: sp, ldc: n)
-                    if oldCount > 0, let khp = khb.baseAddress, let shp = shb.baseAddress {
+                    if hasKeysHat, oldCount > 0, let khp = khb.baseAddress, let shp = shb.baseAddress {
                         try gemmRaw(transA: .none, transB: .transpose, m: rows, n: oldCount, k: hd, alpha: scale,
                                     a: qp + t0 * dq + head * hd, lda: dq, b: khp + g * hd, ldb: dkv,
                                     beta: 0, c: shp, ldc: oldCount)
@@ -298,7 +303,7 @@ public struct LlamaModel: Sendable {
                         let srow = r * n, hrow = r * oldCount
                         var maxScore = -Float.infinity
                         for s in 0...t {
-                            let value = (s <= lastOld && keysHat != nil) ? shb[hrow + s] : sb[srow + s]
+                            let value = (hasKeysHat && s <= lastOld) ? shb[hrow + s] : sb[srow + s]
                             sb[srow + s] = value
                             maxScore = max(maxScore, value)
                         }
@@ -309,7 +314,7 @@ public struct LlamaModel: Sendable {
                             sum += e
                         }
                         let inv = 1 / sum
-                        if valuesHat != nil {
+                        if hasValuesHat {
                             let prow = r * oldCount
                             for s in 0..<n {
                                 let p = s <= t ? sb[srow + s] * inv : 0
@@ -324,7 +329,7 @@ public struct LlamaModel: Sendable {
                     try gemmRaw(transA: .none, transB: .none, m: rows, n: hd, k: n, alpha: 1,
                                 a: pep, lda: n, b: vp + g * hd, ldb: dkv,
                                 beta: 0, c: op + t0 * dq + head * hd, ldc: dq)
-                    if oldCount > 0, let vhp = vhb.baseAddress, let pcp = pc.baseAddress {
+                    if hasValuesHat, oldCount > 0, let vhp = vhb.baseAddress, let pcp = pc.baseAddress {
                         try gemmRaw(transA: .none, transB: .none, m: rows, n: hd, k: oldCount, alpha: 1,
                                     a: pcp, lda: oldCount, b: vhp + g * hd, ldb: dkv,
                                     beta: 1, c: op + t0 * dq + head * hd, ldc: dq)

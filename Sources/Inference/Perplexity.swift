@@ -45,6 +45,7 @@ public enum Perplexity {
     ///   - progress: fraction done in [0, 1], after each layer and each block of logits.
     ///   - cancellation: checked between layers, attention blocks and logits blocks.
     /// - Throws: ``InferenceError/invalidPolicy(_:)`` for fewer than 2 tokens (nothing to predict),
+    ///   ``InferenceError/nonFinite(_:)`` when the mean NLL is NaN or infinite,
     ///   ``InferenceError/cancelled``, and forward-pass errors.
     public static func evaluate(model: LlamaModel, tokens: [Int32], policy: any KVCachePolicy = ExactKVCache(),
                                 progress: ((Double) -> Void)? = nil,
@@ -70,6 +71,10 @@ public enum Perplexity {
             progress?((layers + Double(end) / Double(predictions)) / total)
         }
         let mean = sum / Double(predictions)
+        // A NaN or infinite NLL is a failure of the run (e.g. non-finite logits), never a result.
+        guard mean.isFinite else {
+            throw InferenceError.nonFinite("the mean NLL over \(predictions) predictions (\(mean))")
+        }
         return PerplexityResult(tokenCount: tokens.count, predictionCount: predictions,
                                 meanNegativeLogLikelihood: mean, perplexity: Foundation.exp(mean))
     }

@@ -36,7 +36,7 @@ struct BenchSVD: ParsableCommand {
         }
         let median = times.sorted()[times.count / 2]
         if json {
-            CLIError.printJSON(["rows": rows.json, "cols": cols.json, "times_s": times.json, "median_s": median.json,
+            try CLIError.printJSON(["rows": rows.json, "cols": cols.json, "times_s": times.json, "median_s": median.json,
                                 "blas_threads": blasThreadCount.json])
         } else {
             print(String(format: "singular values of %dx%d: median %.3f s over %d runs", rows, cols, median, repetitions))
@@ -75,7 +75,7 @@ struct BenchGGUF: ParsableCommand {
             }
             let medOpen = open.sorted()[open.count / 2], medDequant = dequant.sorted()[dequant.count / 2]
             if json {
-                CLIError.printJSON(["open_list_median_s": medOpen.json, "dequantize_all_median_s": medDequant.json,
+                try CLIError.printJSON(["open_list_median_s": medOpen.json, "dequantize_all_median_s": medDequant.json,
                                     "tensors": listed.json, "elements": elements.json, "open_times_s": open.json,
                                     "dequantize_times_s": dequant.json])
             } else {

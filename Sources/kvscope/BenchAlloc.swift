@@ -46,7 +46,7 @@ struct BenchAlloc: ParsableCommand {
             let options = tables.map { $0.bytes.count }.reduce(0, +)
             let bpw = plan?.section.memory.bitsPerWeight ?? .nan
             if json {
-                CLIError.printJSON(["matrices": tables.count.json, "options": options.json, "bits": bits.json,
+                try CLIError.printJSON(["matrices": tables.count.json, "options": options.json, "bits": bits.json,
                                     "median_s": median.json, "min_s": (times.first ?? .nan).json,
                                     "bits_per_weight": bpw.json, "repeats": repetitions.json])
             } else {

@@ -38,7 +38,7 @@ struct BenchGEMV: ParsableCommand {
             let r = try QuantizationBenchmarks.gemv(rows: rows, cols: cols, bits: bits, groupSize: group,
                                                     repeats: repetitions, rounds: rounds)
             if json {
-                CLIError.printJSON([
+                try CLIError.printJSON([
                     "rows": r.rows.json, "cols": r.cols.json, "bits": r.bits.json, "group": group.json,
                     "threads": r.threads.json, "sgemv_threads": r.sgemvThreads.json, "kernel": r.kernel.json,
                     "repeats": repetitions.json, "rounds": r.rounds.json,

@@ -49,7 +49,7 @@ struct BenchScale: ParsableCommand {
                 "large": big.json, "reference": small.json,
             ]
             if json {
-                CLIError.printJSON(doc)
+                try CLIError.printJSON(doc)
             } else {
                 print(String(format: "8B-shape: open %.1f ms, spectra %.2f s, peak RSS %.0f MB; %@: open %.1f ms, spectra %.2f s, peak RSS %.0f MB",
                              big.openMs, big.spectraSeconds, Double(big.peakRSSBytes) / 1e6, reference,

@@ -63,7 +63,7 @@ struct BenchTUI: ParsableCommand {
                     let v = perKey[k] ?? []
                     rows[k] = ["p50_ms": quantile(v, 0.5).json, "p99_ms": quantile(v, 0.99).json, "count": v.count.json]
                 }
-                CLIError.printJSON(["width": width.json, "height": height.json, "keys": .object(rows),
+                try CLIError.printJSON(["width": width.json, "height": height.json, "keys": .object(rows),
                                     "p50_ms": quantile(all, 0.5).json, "p99_ms": quantile(all, 0.99).json,
                                     "max_ms": (all.max() ?? 0).json, "frames": all.count.json])
             } else {

@@ -42,7 +42,14 @@ enum CLIError {
     }
 
     /// Writes a JSON document (one line, sorted keys) to stdout.
-    static func printJSON(_ document: JSON) {
+    ///
+    /// A number that is not finite has no JSON form and is never a result kvscope reports: the
+    /// document is not written and the command fails with one line naming the value's place.
+    /// - Throws: ``CommandError`` naming the first non-finite value (e.g. `perplexity`, `layers[3].k`).
+    static func printJSON(_ document: JSON) throws {
+        if let place = document.firstNonFinitePath() {
+            throw CommandError("the result \(place) is not finite; nothing was written")
+        }
         FileHandle.standardOutput.write(Data((document.text + "\n").utf8))
     }
 }

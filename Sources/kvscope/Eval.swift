@@ -56,15 +56,17 @@ struct Eval: ParsableCommand {
         discussion: HelpText.flow("""
             The text is read verbatim and tokenized by the model's tokenizer; one sequence is prefilled
             with a causal mask. Without --rank (or with R ≥ d_kv) there is no low rank; without --bits
-            (or with 16) no quantization; --window defaults to 0. Bases other than `weights` come from
-            calibration statistics of --calib (default Samples/calibration.txt), cached under
+            (or with 16) no quantization; --k-bits and --v-bits set one branch's bits apart from
+            --bits; --window defaults to 0. Bases other than `weights` come from calibration
+            statistics of --calib (default Samples/calibration.txt), cached under
             $XDG_CACHE_HOME/kvscope/calibration. With --config the statistics are those the config
             records in kv_cache.calibration: a sample bundle's shipped file (source "bundle") or a
             capture of its text with the recorded sample count (source "capture"), checked against the
             recorded SHA-256 and counts; --calib overrides. With any compression option the baseline
-            perplexity is reported too. Progress goes to stderr by phase (calibration, bases or fitting,
-            prefill, baseline): a bar on a terminal, else a plain line every few seconds. Ctrl-C cancels
-            (exit status 130).
+            perplexity and mean NLL are reported too (unless --no-baseline). A perplexity that is not
+            finite is an error (exit status 1). Progress goes to stderr by phase (calibration, bases or
+            fitting, prefill, baseline): a bar on a terminal, else a plain line every few seconds.
+            Ctrl-C cancels (exit status 130).
             """))
 
     @Argument(help: "The model file (llama GGUF) or a sample bundle whose source model is present.") var model: String
@@ -75,17 +77,21 @@ struct Eval: ParsableCommand {
     @Option(name: .customLong("v-rank"), help: "Rank of V.") var valueRank: Int?
     @Option(help: "Exact window w (tokens).") var window: Int?
     @Option(help: "Bits of the compressed branch: 2…8, or 16 for none.") var bits: Int?
+    @Option(name: .customLong("k-bits"), help: "Bits of the compressed K branch (overrides --bits for K).") var keyBits: Int?
+    @Option(name: .customLong("v-bits"), help: "Bits of the compressed V branch (overrides --bits for V).") var valueBits: Int?
     @Option(help: "Quantization group size (default: one group per token).") var group: Int?
     @Option(help: "Basis: activations, weights, asvd or fitted.") var basis: BasisKind = .activations
     @Option(help: "A kvscope config (JSON or YAML): its kv_cache section sets per-layer ranks and bits, the window, group, basis and the calibration statistics (the bundle's or a capture, as recorded).")
     var config: String?
     @Flag(help: "With --config: use the model even if its SHA-256 differs from the config's model.sha256.")
     var allowModelMismatch = false
+    @Flag(help: "Skip the baseline (exact-cache) run that is reported next to a compressed one; it halves the time of a sweep whose baseline is already known.")
+    var noBaseline = false
     @Flag(help: "Print one JSON document on stdout.") var json = false
 
     func validate() throws {
         if rank != nil && (keyRank != nil || valueRank != nil) { throw ValidationError("give --rank or --k-rank/--v-rank, not both") }
-        if config != nil && (rank != nil || keyRank != nil || valueRank != nil || window != nil || bits != nil || group != nil) {
+        if config != nil && hasCompressionOption {
             throw ValidationError("--config sets the ranks, bits, window and group; do not combine it with those options")
         }
     }
@@ -119,18 +125,21 @@ struct Eval: ParsableCommand {
             if let value, value < 1 { throw CommandError("\(name) must be at least 1, got \(value)") }
         }
         if let window, window < 0 { throw CommandError("--window must be non-negative, got \(window)") }
-        if let bits, bits != 16 && !(2...8).contains(bits) { throw CommandError("--bits must be 2…8 or 16, got \(bits)") }
+        for (name, value) in [("--bits", bits), ("--k-bits", keyBits), ("--v-bits", valueBits)] {
+            if let value, value != 16 && !(2...8).contains(value) { throw CommandError("\(name) must be 2…8 or 16, got \(value)") }
+        }
         if let group, group < 1 { throw CommandError("--group must be at least 1, got \(group)") }
     }
 
     /// Whether any compression option was given (then the baseline is reported too).
     var hasCompressionOption: Bool {
-        rank != nil || keyRank != nil || valueRank != nil || window != nil || bits != nil || group != nil
+        rank != nil || keyRank != nil || valueRank != nil || window != nil || bits != nil || keyBits != nil
+            || valueBits != nil || group != nil
     }
 
     func settings() throws -> CompressionSettings {
         try CompressionSettings(keyRank: rank ?? keyRank, valueRank: rank ?? valueRank, window: window ?? 0,
-                                bits: bits ?? 16, groupSize: group, basis: basis)
+                                bits: bits ?? 16, keyBits: keyBits, valueBits: valueBits, groupSize: group, basis: basis)
     }
 
     func run() throws {
@@ -142,9 +151,9 @@ struct Eval: ParsableCommand {
                 var settings = try settings(), calibration = EvalRun.Calibration.text(calib)
                 if let config { (settings, calibration) = try configSettings(config, model: opened) }
                 let result = try EvalRun(model: opened, textPath: text, calibration: calibration, settings: settings,
-                                         reportBaseline: hasCompressionOption || config != nil, cancellation: interrupt.flag).run()
+                                         reportBaseline: (hasCompressionOption || config != nil) && !noBaseline, cancellation: interrupt.flag).run()
                 if json {
-                    CLIError.printJSON(result.json)
+                    try CLIError.printJSON(result.json)
                 } else {
                     print(result.summary)
                 }
@@ -205,7 +214,10 @@ struct EvalRun {
                 "mean_nll": compressed.meanNegativeLogLikelihood.json, "perplexity": compressed.perplexity.json,
                 "kv_bytes": kvBytes.json, "baseline_kv_bytes": baselineKVBytes.json,
             ]
-            if let baseline { doc["baseline_perplexity"] = baseline.perplexity.json }
+            if let baseline {
+                doc["baseline_perplexity"] = baseline.perplexity.json
+                doc["baseline_mean_nll"] = baseline.meanNegativeLogLikelihood.json
+            }
             return .object(doc)
         }
 
@@ -297,7 +309,7 @@ struct BenchPrefill: ParsableCommand {
             let median = times.sorted()[times.count / 2]
             let rate = Double(tokens.count) / median
             if json {
-                CLIError.printJSON(["n_tokens": tokens.count.json, "times_s": times.json, "median_s": median.json,
+                try CLIError.printJSON(["n_tokens": tokens.count.json, "times_s": times.json, "median_s": median.json,
                                     "tokens_per_second": rate.json, "perplexity": ppl.json])
             } else {
                 print(String(format: "prefill of %d tokens: median %.3f s = %.1f tokens/s (PPL %.4f)", tokens.count, median, rate, ppl))

@@ -19,7 +19,7 @@ struct Inspect: ParsableCommand {
         try CLIError.reporting {
             let opened = try openModel(path: model)
             if json {
-                CLIError.printJSON(Inspect.document(opened))
+                try CLIError.printJSON(Inspect.document(opened))
             } else {
                 print(Inspect.table(opened, path: model), terminator: "")
             }

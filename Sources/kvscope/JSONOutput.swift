@@ -20,6 +20,22 @@ enum JSON: Equatable {
         return out
     }
 
+    /// Where the first NaN or infinite number stands (`key`, `key[i].key`), or nil when there is none.
+    func firstNonFinitePath(_ prefix: String = "") -> String? {
+        switch self {
+        case .double(let d): return d.isFinite ? nil : (prefix.isEmpty ? "value" : prefix)
+        case .array(let a):
+            for (i, e) in a.enumerated() { if let p = e.firstNonFinitePath("\(prefix)[\(i)]") { return p } }
+            return nil
+        case .object(let d):
+            for key in d.keys.sorted() {
+                if let p = d[key]?.firstNonFinitePath(prefix.isEmpty ? key : "\(prefix).\(key)") { return p }
+            }
+            return nil
+        default: return nil
+        }
+    }
+
     private func write(into out: inout String) {
         switch self {
         case .null: out += "null"

@@ -74,7 +74,7 @@ struct Quantize: ParsableCommand {
             bar.finish()
             let rows = try results.values()
             if json {
-                CLIError.printJSON(document(rows))
+                try CLIError.printJSON(document(rows))
             } else {
                 print(table(rows, session: session), terminator: "")
             }

@@ -72,7 +72,7 @@ struct Spectra: ParsableCommand {
                 spectra = try ModelSession.kvSpectra(statistics, postRoPE: source == .kvPostRope)
             }
             if json {
-                CLIError.printJSON(Spectra.document(source: source.rawValue, spectra))
+                try CLIError.printJSON(Spectra.document(source: source.rawValue, spectra))
             } else {
                 print(Spectra.table(session: session, source: source.rawValue, spectra), terminator: "")
             }

@@ -119,7 +119,7 @@ struct Tune: ParsableCommand {
             summary["out"] = out.json
             summary["seconds"] = seconds.json
             if json {
-                CLIError.printJSON(.object(summary))
+                try CLIError.printJSON(.object(summary))
             } else {
                 print("wrote \(out) in \(String(format: "%.1f", seconds)) s")
             }

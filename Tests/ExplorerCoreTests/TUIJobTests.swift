@@ -16,8 +16,8 @@ import Testing
     static let evalText = repositoryRoot.appendingPathComponent("Samples/eval.txt").path
     static let calibrationText = repositoryRoot.appendingPathComponent("Samples/calibration.txt").path
 
-    /// A runtime with real jobs on `path`, its error model built.
-    static func runtime(_ path: String, calibration: Bool) throws -> ExplorerRuntime {
+    /// A runtime with real jobs on `path`, its error model built (or, with `build` false, not started).
+    static func runtime(_ path: String, calibration: Bool, build: Bool = true) throws -> ExplorerRuntime {
         let session = try ModelSession(path: path)
         var stats: CalibrationStatistics?
         if calibration {
@@ -30,6 +30,7 @@ import Testing
         state.height = 40
         let jobs = ExplorerJobs(session: session, calibration: stats, evalTextPath: evalText)
         let rt = ExplorerRuntime(state: state, jobs: jobs)
+        guard build else { return rt }
         rt.start()
         try settle(rt)
         #expect(rt.state.resources.errorModel != nil)
@@ -183,8 +184,15 @@ import Testing
         #expect(rt.state.jobs.map(\.kind) == [.perplexity])
         Self.press([.escape], rt)
         try Self.settle(rt, timeout: 60)
-        #expect(rt.state.status == "cancelled")
+        #expect(rt.state.status == "perplexity cancelled — press p or R to run it again")
+        #expect(rt.state.phase(.perplexity) == .cancelled)
         #expect(rt.state.perplexity == nil)
+        // R runs it again (and Esc stops that one too).
+        Self.press([.character("R")], rt)
+        #expect(rt.state.jobs.map(\.kind) == [.perplexity])
+        Self.press([.escape], rt)
+        try Self.settle(rt, timeout: 60)
+        #expect(rt.state.phase(.perplexity) == .cancelled)
     }
 
     /// `b` 20 at the starting settings allocates exactly what `kvscope tune --kv-budget 20%` chooses with

@@ -187,8 +187,8 @@ import Testing
         #expect(TUIFixture.press([.escape], &s) == [.cancelJob(id: id)])
         _ = Explorer.update(&s, .jobProgress(id: id, fraction: 0.5))
         #expect(Explorer.view(s, width: 120, height: 40).text.contains("perplexity ████████░░░░░░░░  50%"))
-        _ = Explorer.update(&s, .jobFailed(id: id, message: "cancelled"))
-        #expect(s.jobs.isEmpty && s.status == "cancelled")
+        _ = Explorer.update(&s, .jobCancelled(id: id))
+        #expect(s.jobs.isEmpty && s.status == "perplexity cancelled — press p or R to run it again")
     }
 
     @Test func sourceToggleWithoutCalibrationExplains() throws {

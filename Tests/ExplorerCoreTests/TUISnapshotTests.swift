@@ -47,7 +47,7 @@ import Testing
     @Test(arguments: [(1, 1), (0, 0), (2, 50), (79, 24), (80, 23), (300, 3)])
     func tinyAndOddSizesAreSafe(width: Int, height: Int) throws {
         var s = try TUIFixture.state(width: width, height: height)
-        for key: Key in [.character("?"), .escape, .down, .right, .character("m"), .character("e")] {
+        for key: Key in [.character("?"), .escape, .character("M"), .pageUp, .up, .escape, .down, .right, .character("m"), .character("e")] {
             TUIFixture.press([key], &s)
             let b = Explorer.view(s, width: width, height: height)
             #expect(b.width == max(0, width) && b.height == max(0, height))
