@@ -68,6 +68,16 @@ public struct ModelDescription: Sendable {
 }
 
 extension KVScopeConfig {
+    /// A path recorded in a config (`model.path`, `kv_cache.calibration.text` or `.bundle`): as given
+    /// when it is absolute or exists from the working directory, else relative to the config's
+    /// directory when it exists there, else as given (so the error names it).
+    public static func resolvePath(_ path: String, configPath: String) -> String {
+        if path.hasPrefix("/") || FileManager.default.fileExists(atPath: path) { return path }
+        let dir = URL(fileURLWithPath: configPath).deletingLastPathComponent()
+        let candidate = dir.appendingPathComponent(path).path
+        return FileManager.default.fileExists(atPath: candidate) ? candidate : path
+    }
+
     static func isHexDigest(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
@@ -106,6 +116,24 @@ extension KVScopeConfig {
                 throw ConfigError(entry: "kv_cache.calibration.sha256", "\"\(c.sha256)\" is not 64 lower-case hex digits")
             }
             guard c.nTokens >= 1 else { throw ConfigError(entry: "kv_cache.calibration.n_tokens", "\(c.nTokens) is below 1") }
+            if let samples = c.samples, samples < 0 {
+                throw ConfigError(entry: "kv_cache.calibration.samples", "\(samples) is negative")
+            }
+            if let samples = c.samples, samples > c.nTokens {
+                throw ConfigError(entry: "kv_cache.calibration.samples", "\(samples) sampled rows of \(c.nTokens) tokens")
+            }
+            switch c.source {
+            case .bundle:
+                guard let bundle = c.bundle else {
+                    throw ConfigError(entry: "kv_cache.calibration.bundle", "missing (the source is \"bundle\")")
+                }
+                guard !bundle.isEmpty else { throw ConfigError(entry: "kv_cache.calibration.bundle", "is empty") }
+            case .capture, nil:
+                if c.bundle != nil {
+                    throw ConfigError(entry: "kv_cache.calibration.bundle",
+                                      "only goes with source \"bundle\" (the source is \(c.source.map { "\"\($0.rawValue)\"" } ?? "not given"))")
+                }
+            }
         } else if kv.basis != .weights {
             throw ConfigError(entry: "kv_cache.calibration", "missing (the \(kv.basis.rawValue) basis is computed from calibration text)")
         }

@@ -28,7 +28,13 @@ extension KVScopeConfig {
             ]
             // DESIGN.md §6 lists every key; a plan without calibration text (the `weights` basis) says so with null.
             section.append(("calibration", kv.calibration.map { c in
-                .object([("text", .string(c.text)), ("sha256", .string(c.sha256)), ("n_tokens", .int(c.nTokens))])
+                var entry: [(key: String, value: ConfigValue)] = [
+                    ("text", .string(c.text)), ("sha256", .string(c.sha256)), ("n_tokens", .int(c.nTokens)),
+                ]
+                if let source = c.source { entry.append(("source", .string(source.rawValue))) }
+                if let bundle = c.bundle { entry.append(("bundle", .string(bundle))) }
+                if let samples = c.samples { entry.append(("samples", .int(samples))) }
+                return .object(entry)
             } ?? .null))
             section.append(("layers", .array(kv.layers.map { l in
                 .object([
@@ -246,9 +252,22 @@ struct ConfigReader {
         var calibration: CalibrationReference? = nil
         if let c = member(m, "calibration"), c != .null {
             let ce = "kv_cache.calibration"
-            let cm = try object(c, ce, keys: ["text", "sha256", "n_tokens"], required: ["text", "sha256", "n_tokens"])
+            let cm = try object(c, ce, keys: ["text", "sha256", "n_tokens", "source", "bundle", "samples"],
+                                required: ["text", "sha256", "n_tokens"])
+            // source, bundle and samples came after the first v1 files: all three are optional.
+            var source: CalibrationReference.Source?
+            if member(cm, "source") != nil {
+                let name = try string(cm, ce, "source")
+                guard let s = CalibrationReference.Source(rawValue: name) else {
+                    throw ConfigError(entry: "\(ce).source", "unknown source \"\(name)\" (expected \(CalibrationReference.Source.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                source = s
+            }
+            var bundle: String?
+            if let b = member(cm, "bundle"), b != .null { bundle = try string(cm, ce, "bundle") }
             calibration = CalibrationReference(text: try string(cm, ce, "text"), sha256: try string(cm, ce, "sha256"),
-                                               nTokens: try int(cm, ce, "n_tokens"))
+                                               nTokens: try int(cm, ce, "n_tokens"), source: source, bundle: bundle,
+                                               samples: try optionalInt(cm, ce, "samples"))
         }
         guard case .array(let items) = member(m, "layers") ?? .null else {
             throw ConfigError(entry: "kv_cache.layers", "expected an array, found \((member(m, "layers") ?? .null).kindName)")

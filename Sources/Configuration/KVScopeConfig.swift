@@ -60,20 +60,52 @@ public struct ModelReference: Sendable, Equatable {
     }
 }
 
-/// The calibration text a plan's errors (and the `activations`/`asvd` bases) were computed on.
+/// The calibration statistics a plan's errors (and the `activations`/`asvd`/`fitted` bases) were
+/// computed from: the text, and whether the statistics are a sample bundle's shipped file or a
+/// capture of the text (docs/config.md, "Calibration provenance").
 public struct CalibrationReference: Sendable, Equatable {
+    /// Where the statistics came from.
+    public enum Source: String, Sendable, CaseIterable {
+        /// A sample bundle's shipped statistics file (compact: fp16 Grams, few sampled rows).
+        case bundle
+        /// A capture of the text with kvscope's capture settings (seed 0, sequences of at most
+        /// 2048 tokens) and ``CalibrationReference/samples`` sampled rows.
+        case capture
+    }
+
     /// The text file as given (a path).
     public var text: String
     /// Lower-case hex SHA-256 of the file's bytes.
     public var sha256: String
     /// Tokens the model saw (BOS included when the tokenizer adds one).
     public var nTokens: Int
+    /// Bundle or capture; nil in files written before the field existed (readers then take the
+    /// bundle's statistics when the model opened is a bundle of this text, else capture).
+    public var source: Source?
+    /// The bundle directory as given, when the source is a bundle (relative paths resolve against
+    /// the working directory, then the config's directory).
+    public var bundle: String?
+    /// Sampled token rows per layer in the statistics (nil: not recorded).
+    public var samples: Int?
 
     /// A calibration reference.
-    public init(text: String, sha256: String, nTokens: Int) {
+    public init(text: String, sha256: String, nTokens: Int, source: Source? = nil, bundle: String? = nil, samples: Int? = nil) {
         self.text = text
         self.sha256 = sha256
         self.nTokens = nTokens
+        self.source = source
+        self.bundle = bundle
+        self.samples = samples
+    }
+
+    /// How the record reads in a note: "the bundle Samples/smollm2 (64 rows)" or "a capture of T (256 rows)".
+    public var sourceDescription: String {
+        let rows = samples.map { " (\($0) sampled rows)" } ?? ""
+        switch source {
+        case .bundle: return "the bundle \(bundle ?? "?")\(rows)"
+        case .capture: return "a capture of \(text)\(rows)"
+        case nil: return "\(text) (source not recorded)"
+        }
     }
 }
 

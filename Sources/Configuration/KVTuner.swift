@@ -3,22 +3,23 @@ import KVCompression
 import LinearAlgebra
 import Quantization
 
-/// Settings of a KV-cache tuning run (`kvscope tune --kv-budget`).
+/// Settings of a KV-cache tuning run (`kvscope tune --kv-budget`, the explorer's `b`); the
+/// defaults are ``KVDefaults``'.
 public struct KVTuneSettings: Sendable, Equatable {
     /// The basis of the factors (`fitted` cannot be tuned from tables).
     public var basis: BasisKind = .activations
     /// w, the exact window.
-    public var window: Int = 32
+    public var window: Int = KVDefaults.window
     /// g along the r channels (nil: one group per token).
-    public var groupSize: Int? = 32
+    public var groupSize: Int? = KVDefaults.groupSize
     /// L, the context length the budget is measured at.
-    public var contextLength: Int = 4096
+    public var contextLength: Int = KVDefaults.contextLength
     /// Bits the compressed branch may use (2…8, 16).
-    public var bitsChoices: [Int] = [2, 3, 4, 8, 16]
+    public var bitsChoices: [Int] = KVDefaults.bitsChoices
     /// The smallest rank allowed (≥ 1).
-    public var minRank: Int = 1
+    public var minRank: Int = KVDefaults.minRank
     /// Ranks above 8 are tried in steps of this (plus d_kv itself).
-    public var rankStep: Int = 8
+    public var rankStep: Int = KVDefaults.rankStep
 
     /// Default settings.
     public init() {}

@@ -22,11 +22,15 @@ public struct ExplorerConfigIdentity: Sendable, Equatable {
     /// (once per file version); a bundle records its source model from `bundle.json` (the full
     /// model's path when present, else the path the manifest names) without hashing anything.
     /// - Parameters:
-    ///   - calibration: the statistics the explorer uses; the text is looked up by its hash among
-    ///     the usual places (Samples/calibration.txt, the bundle's parent directory).
+    ///   - calibration: the statistics the explorer uses.
+    ///   - reference: where they came from (``SessionCalibration/reference``); when nil it is inferred
+    ///     as ``ModelSession/calibrationRecord(textPath:preferBundle:sampleCount:model:useCache:progress:cancellation:)``
+    ///     makes it: a bundle's own text means the bundle's statistics, anything else a capture, the
+    ///     text looked up by its hash among the usual places (Samples/calibration.txt, the bundle's
+    ///     parent directory).
     ///   - environment: where the hash cache lives.
     /// - Throws: ``TensorFiles/TensorFileError`` when the model file cannot be read.
-    public init(session: ModelSession, calibration: CalibrationStatistics?,
+    public init(session: ModelSession, calibration: CalibrationStatistics?, reference: CalibrationReference? = nil,
                 environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         let hp = session.hyperparameters
         let path: String, sha256: String
@@ -39,24 +43,18 @@ public struct ExplorerConfigIdentity: Sendable, Equatable {
         }
         model = ModelReference(path: path, architecture: hp.architecture, nLayers: hp.nLayers,
                                hiddenSize: hp.hiddenSize, dKV: hp.kvDim, sha256: sha256)
-        self.calibration = calibration.map { Self.calibrationReference($0, session: session) }
+        self.calibration = reference ?? calibration.map { Self.calibrationReference($0, session: session) }
     }
 
-    /// The reference of calibration statistics: the text found by its SHA-256 next to the model
-    /// or bundle, else the bundle's text name (hash and token count are always the statistics' own).
+    /// The inferred record of calibration statistics (hash, token and sample counts are always the
+    /// statistics' own).
     static func calibrationReference(_ statistics: CalibrationStatistics, session: ModelSession) -> CalibrationReference {
-        var candidates = ["Samples/calibration.txt"]
-        if let dir = session.bundleDirectory, let bundle = session.bundle {
-            let parent = URL(fileURLWithPath: dir).standardizedFileURL.deletingLastPathComponent()
-            candidates.append(parent.appendingPathComponent(bundle.text.name).path)
-            candidates.append(URL(fileURLWithPath: dir).appendingPathComponent(bundle.text.name).path)
+        if let bundle = session.bundle, bundle.text.sha256 == statistics.textSHA256 {
+            return session.bundleReference(statistics)
         }
-        let found = candidates.first { path in
-            guard let data = FileManager.default.contents(atPath: path) else { return false }
-            return SHA256.hex(Array(data)) == statistics.textSHA256
-        }
-        return CalibrationReference(text: found ?? session.bundle?.text.name ?? "calibration.txt",
-                                    sha256: statistics.textSHA256, nTokens: statistics.tokenCount)
+        return CalibrationReference(text: session.findText(sha256: statistics.textSHA256) ?? "calibration.txt",
+                                    sha256: statistics.textSHA256, nTokens: statistics.tokenCount, source: .capture,
+                                    samples: statistics.sampleTokenIndices.count)
     }
 }
 
@@ -68,7 +66,8 @@ public struct ExplorerConfigIdentity: Sendable, Equatable {
 public enum ExplorerConfigFile {
     /// The config of `settings`: the model identity, the KV plan (every layer's K/V rank and bits,
     /// window, group, context length, memory at batch 1) and, when any matrix is below 16 bits,
-    /// the weight plan of every listed matrix; perplexities measured at these settings go in `metrics`.
+    /// the weight plan of every listed matrix; perplexities measured at these settings go in `metrics`
+    /// (``perplexityMetrics(_:settings:hasWeightPlan:)``).
     /// - Throws: ``Configuration/ConfigError`` naming the entry when a setting is out of range or
     ///   the `activations` basis has no known calibration text.
     public static func config(for settings: ExplorerSettings, state: ExplorerState,
@@ -109,14 +108,22 @@ public enum ExplorerConfigFile {
             let weightMemory = try config.recomputedWeightMemory(description(state))
             config.weights?.memory = weightMemory
         }
-        var metrics: [(key: String, value: ConfigValue)] = []
-        if let p = state.perplexity, p.settings == settings {
-            metrics = [("perplexity", .double(p.compressed)), ("baseline_perplexity", .double(p.baseline)),
-                       ("eval_tokens", .int(p.tokens))]
-        }
-        config.metrics = .object(metrics)
+        config.metrics = .object(Self.perplexityMetrics(state.perplexity, settings: settings, hasWeightPlan: config.weights != nil))
         try config.checked()
         return config
+    }
+
+    /// The `metrics` of a perplexity measured at `settings` (none when it was measured at other
+    /// settings). The explorer's perplexity runs the KV-cache plan on the unquantized weights, so it
+    /// is the config's `perplexity` (with `baseline_perplexity` and `eval_tokens`) only when the config
+    /// has no weight plan; next to a weight plan it is stored as `kv_cache_only_perplexity` and
+    /// `kv_cache_only_baseline_perplexity`, figures the weight plan did not enter.
+    public static func perplexityMetrics(_ p: PerplexityFigures?, settings: ExplorerSettings,
+                                         hasWeightPlan: Bool) -> [(key: String, value: ConfigValue)] {
+        guard let p, p.settings == settings else { return [] }
+        let prefix = hasWeightPlan ? "kv_cache_only_" : ""
+        return [("\(prefix)perplexity", .double(p.compressed)), ("\(prefix)baseline_perplexity", .double(p.baseline)),
+                ("eval_tokens", .int(p.tokens))]
     }
 
     /// The settings a config sets, starting from the current ones: a `kv_cache` section replaces
@@ -151,8 +158,12 @@ public enum ExplorerConfigFile {
             }
             let basis = state.resources.errorModel?.basisKind ?? .weights
             if kv.basis != basis { notes.append("kv_cache.basis is \(kv.basis.rawValue), errors shown are of the \(basis.rawValue) basis") }
-            if let c = kv.calibration, let mine = identity.calibration, c.sha256 != mine.sha256 {
-                notes.append("calibrated on another text (\(c.text))")
+            if let c = kv.calibration, let mine = identity.calibration {
+                if c.sha256 != mine.sha256 {
+                    notes.append("calibrated on another text (\(c.text))")
+                } else if let source = c.source, source != mine.source || c.samples != mine.samples {
+                    notes.append("its calibration statistics are \(c.sourceDescription), the explorer's \(mine.sourceDescription)")
+                }
             }
         }
         if let w = config.weights {

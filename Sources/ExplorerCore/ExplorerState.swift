@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import KVCompression
 import Quantization
@@ -257,14 +258,15 @@ public struct ExplorerState: @unchecked Sendable {
     public var finished = false
 
     /// The state of a freshly opened model: every layer at the 95%-energy rank of the weight
-    /// spectra, window 32, 16 bits.
+    /// spectra, 16 bits, and the window, group and context length of ``Configuration/KVDefaults``,
+    /// the defaults of `kvscope tune --kv-budget`, so `b` allocates as tune does.
     public init(resources: ExplorerResources, themeNames: [String] = ["default", "light", "high-contrast", "mono"],
                 status: String = "") {
         self.resources = resources
         let layers = ExplorerState.startingLayers(resources.weightSpectra, kvSize: resources.info.kvSize)
         let s = ExplorerSettings(
-            layers: layers, window: 32, groupSize: nil,
-            contextLength: resources.info.contextLength ?? 2048, batch: 1,
+            layers: layers, window: KVDefaults.window, groupSize: KVDefaults.groupSize,
+            contextLength: KVDefaults.contextLength(modelContext: resources.info.contextLength), batch: 1,
             weights: Array(repeating: WeightChoice(bits: 16), count: resources.tensors.count),
             weightGroupSize: 128, outlierFraction: 0)
         settings = s

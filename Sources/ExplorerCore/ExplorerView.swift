@@ -103,6 +103,10 @@ extension Explorer {
         buf.fill(Rect(x: r.x, y: r.y, width: r.width, height: 1), with: Cell(" ", bar))
         let info = state.resources.info
         var right = "L \(state.settings.contextLength) · N \(state.settings.batch)"
+        if state.mode != .weights {
+            // What `b` and the memory figures use: the context above, this group.
+            right = "L \(state.settings.contextLength) · g \(state.settings.groupSize.map(String.init) ?? "token") · N \(state.settings.batch)"
+        }
         if state.mode == .weights {
             let t = ExplorerMetrics.weightTotals(state)
             right += " · weights \(ExplorerMetrics.mebibytes(t.bytes)) · " + String(format: "%.2f bpw", t.bitsPerWeight)
@@ -287,7 +291,7 @@ extension Explorer {
 
     static func drawMetrics(_ state: ExplorerState, _ layout: ExplorerLayout, _ buf: inout ScreenBuffer) {
         let r = layout.metrics
-        buf.box(r, title: state.mode == .eval ? "Knobs · metrics · perplexity" : "Knobs · metrics")
+        buf.box(r, title: state.mode == .eval ? "Knobs · metrics · perplexity of the KV cache only" : "Knobs · metrics")
         let inner = r.inset(1)
         let s = state.settings
         let c = state.currentBranch
@@ -315,9 +319,10 @@ extension Explorer {
         if state.mode == .eval || state.perplexity != nil {
             if let p = state.perplexity {
                 let stale = p.settings == state.settings ? "" : "  (settings changed since)"
-                lines.append((String(format: "perplexity %.3f  (fp16 cache %.3f, %d tokens)", p.compressed, p.baseline, p.tokens) + stale, Style(.accent, bold: true)))
+                // The forward pass runs the KV-cache plan on unquantized weights: say so (docs/config.md).
+                lines.append((String(format: "KV-only perplexity %.3f  (fp16 cache %.3f, %d tokens)", p.compressed, p.baseline, p.tokens) + stale, Style(.accent, bold: true)))
             } else if state.resources.info.canRunInference {
-                lines.append(("perplexity: press p to measure (runs in the background)", Style(.muted)))
+                lines.append(("perplexity: press p to measure (KV cache only; runs in the background)", Style(.muted)))
             } else {
                 lines.append(("perplexity needs the full model; open a llama GGUF with `kvscope tui MODEL`", Style(.warn)))
             }
@@ -418,7 +423,7 @@ extension Explorer {
     }
 
     static func drawDialog(title: String, lines: [String], _ buf: inout ScreenBuffer) {
-        let width = min(buf.width - 2, max(40, (lines.map { $0.unicodeScalars.count }.max() ?? 0) + 4))
+        let width = min(buf.width - 2, max(40, (lines.map { $0.unicodeScalars.count }.max() ?? 0) + 4, title.unicodeScalars.count + 6))
         let rect = Rect(x: max(0, (buf.width - width) / 2), y: max(0, (buf.height - lines.count - 2) / 2), width: width, height: lines.count + 2)
         buf.fill(rect, with: Cell(" ", Style(.text)))
         buf.box(rect, title: title, style: Style(.accent))

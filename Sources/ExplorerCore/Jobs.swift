@@ -87,17 +87,27 @@ final class LockedValue: @unchecked Sendable {
 public final class ExplorerJobs: @unchecked Sendable {
     public let session: ModelSession
     public let calibration: CalibrationStatistics?
+    /// Where `calibration` came from, as exported configs record it (nil: inferred, see
+    /// ``ExplorerConfigIdentity/init(session:calibration:reference:environment:)``).
+    public let calibrationReference: CalibrationReference?
     /// The text perplexity is measured on.
     public let evalTextPath: String?
     private let lock = NSLock()
     private var llama: (model: LlamaModel, tokenizer: BPETokenizer)?
-    private var weightFile: OpenedModel?
 
     /// Job bodies for `session`.
-    public init(session: ModelSession, calibration: CalibrationStatistics?, evalTextPath: String?) {
+    public init(session: ModelSession, calibration: CalibrationStatistics?, evalTextPath: String?,
+                calibrationReference: CalibrationReference? = nil) {
         self.session = session
         self.calibration = calibration
+        self.calibrationReference = calibrationReference
         self.evalTextPath = evalTextPath
+    }
+
+    /// Job bodies for `session` with calibration statistics and their record.
+    public convenience init(session: ModelSession, calibration: SessionCalibration?, evalTextPath: String?) {
+        self.init(session: session, calibration: calibration?.statistics, evalTextPath: evalTextPath,
+                  calibrationReference: calibration?.reference)
     }
 
     /// The body of `request` against a snapshot of `state`.
@@ -142,45 +152,17 @@ public final class ExplorerJobs: @unchecked Sendable {
         return l
     }
 
-    /// The file with every layer weight matrix, opened once.
-    func loadWeightFile() throws -> OpenedModel {
-        if let f = lock.withLock({ weightFile }) { return f }
-        let f = try session.fullModel()
-        lock.withLock { weightFile = f }
-        return f
-    }
-
     /// Error tables of every listed matrix over `choices` (the same computation as `kvscope quantize`:
-    /// ‖W − Ŵ‖_F/‖W‖_F and the bytes of DESIGN.md §4), in parallel, into the shared cache.
+    /// ‖W − Ŵ‖_F/‖W‖_F and the bytes of DESIGN.md §4), from the on-disk cache or computed and stored
+    /// there (``ModelSession/weightErrorTables(tensors:choices:useCache:environment:progress:cancellation:)``),
+    /// into the session's shared cache.
     func fillWeightTables(choices: ErrorTableChoices, resources: ExplorerResources,
                           progress: @escaping @Sendable (Double) -> Void, flag: KVCompression.CancellationFlag) throws -> JobOutcome {
-        let file = try loadWeightFile()
-        let byName = Dictionary(file.catalog.entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let tensors = resources.tensors
-        let done = LockedValue(0)
-        let failure = LockedError()
-        DispatchQueue.concurrentPerform(iterations: tensors.count) { i in
-            guard !flag.isCancelled, failure.error == nil else { return }
-            let t = tensors[i]
-            if resources.weightTables.table(named: t.name, choices: choices) == nil {
-                do {
-                    guard let entry = byName[t.name] else {
-                        throw TensorFileError(path: session.path, "tensor \(t.name) not found")
-                    }
-                    let w = try file.catalog.matrix(entry, from: file.file)
-                    let table = try ErrorTable.compute(ErrorTableInput(name: t.name, weights: w), choices: choices,
-                                                       isCancelled: { flag.isCancelled })
-                    resources.weightTables.insert(table)
-                } catch {
-                    failure.set(error)
-                }
-            }
-            var n = 0.0
-            _ = done.update { n = $0 + 1; return n }
-            progress(n / Double(max(tensors.count, 1)))
-        }
+        let tables = try session.weightErrorTables(tensors: resources.tensors.map(\.name), choices: choices,
+                                                   progress: { done, total in progress(Double(done) / Double(max(total, 1))) },
+                                                   cancellation: flag)
+        for t in tables { resources.weightTables.insert(t) }
         if flag.isCancelled { throw KVCompressionError.cancelled }
-        if let e = failure.error { throw e }
         return .tablesFilled
     }
 

@@ -109,7 +109,7 @@ public enum KeyMap {
         KeyBinding([.character("z")], .toggleNormalize, "plot σ/σ₁ instead of σ", enabled: kvModes),
         KeyBinding([.character("a")], .applyToAll, "apply this layer's setting to all layers", hint: "a all"),
         KeyBinding([.character("b")], .askBudget, "allocate under a budget (asks for it)", hint: "b budget"),
-        KeyBinding([.character("p")], .runPerplexity, "perplexity of the current config (background; Esc cancels)",
+        KeyBinding([.character("p")], .runPerplexity, "perplexity, KV cache only (weights unquantized; background, Esc cancels)",
                    hint: "p ppl"),
         KeyBinding([.character("e")], .askExport, "export the config (asks for a name)", hint: "e export"),
         KeyBinding([.character("o")], .askOpen, "open a config"),

@@ -177,16 +177,18 @@ public final class ModelSession: Sendable {
 
     /// Calibration statistics of the full model on `text`, from the on-disk cache
     /// (``Inference/CalibrationCache``) when present, else captured and stored there.
-    /// A bundle whose text has the same hash answers from its own statistics.
+    /// With `preferBundle`, a bundle whose text has the same hash answers from its own statistics
+    /// (``calibrationRecord(textPath:preferBundle:sampleCount:model:useCache:progress:cancellation:)``
+    /// also says which of the two it was).
     /// - Parameters:
     ///   - model: an already loaded model (else it is loaded).
     ///   - progress: (layers done, total) of the capture.
     /// - Throws: as ``inferenceModel()`` and ``Inference/CalibrationCapture/run(model:tokenizer:text:sampleCount:seed:maxSequenceLength:progress:cancellation:)``.
     public func calibration(text: CalibrationText, model: (model: LlamaModel, tokenizer: BPETokenizer)? = nil,
-                            useCache: Bool = true, sampleCount: Int = 256,
+                            useCache: Bool = true, sampleCount: Int = ModelSession.defaultSampleCount, preferBundle: Bool = true,
                             progress: ((Int, Int) -> Void)? = nil,
                             cancellation: CancellationFlag? = nil) throws -> CalibrationStatistics {
-        if let bundle, bundle.text.sha256 == text.sha256, let stats = try bundledCalibration() { return stats }
+        if preferBundle, let bundle, bundle.text.sha256 == text.sha256, let stats = try bundledCalibration() { return stats }
         guard let full = fullModelPath else { throw missingSourceModel() }
         let cache = CalibrationCache(directory: CalibrationCache.defaultDirectory())
         let url = cache.fileURL(modelIdentity: try CalibrationCache.modelIdentity(path: full), textSHA256: text.sha256,

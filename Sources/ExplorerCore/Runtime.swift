@@ -26,7 +26,7 @@ public final class ExplorerRuntime {
     public func identity() throws -> ExplorerConfigIdentity {
         if let configIdentity { return configIdentity }
         let session = try jobs?.session ?? ModelSession(path: state.resources.info.path)
-        let made = try ExplorerConfigIdentity(session: session, calibration: jobs?.calibration)
+        let made = try ExplorerConfigIdentity(session: session, calibration: jobs?.calibration, reference: jobs?.calibrationReference)
         configIdentity = made
         return made
     }

@@ -113,7 +113,10 @@ public enum Explorer {
             if state.mode == .weights {
                 state.overlay = .prompt(Prompt(purpose: .budget, title: "Average bits per weight", text: "4"))
             } else {
-                state.overlay = .prompt(Prompt(purpose: .budget, title: "KV budget (% of fp16 bytes)", text: "25"))
+                // The budget is measured at the current context, group and window, as `tune` measures it.
+                let s = state.settings
+                state.overlay = .prompt(Prompt(purpose: .budget, title: "KV budget (% of fp16 bytes at L \(s.contextLength), group "
+                                               + "\(s.groupSize.map(String.init) ?? "token"), window \(s.window))", text: "25"))
             }
         case .runPerplexity:
             guard state.resources.info.canRunInference else {
@@ -215,7 +218,8 @@ public enum Explorer {
             case .perplexity(let compressed, let baseline, let tokens):
                 state.perplexity = PerplexityFigures(compressed: compressed, baseline: baseline, tokens: tokens,
                                                      settings: state.settings)
-                state.status = String(format: "perplexity %.3f (fp16 cache %.3f) on %d tokens", compressed, baseline, tokens)
+                state.status = String(format: "KV cache only: perplexity %.3f (fp16 cache %.3f) on %d tokens, weights unquantized",
+                                      compressed, baseline, tokens)
             case .allocation(let settings, let note):
                 edit(&state) { $0 = settings }
                 state.status = note

@@ -29,8 +29,11 @@ struct BenchAlloc: ParsableCommand {
         try CLIError.reporting {
             let session = try ModelSession(path: model)
             let description = try ModelDescription(opened: session.opened, path: model)
-            let tables = try Tune.weightErrorTables(session: session, description: description,
-                                                    choices: WeightTuner.choices(groupSize: 128))
+            let progress = ProgressReporter("bench alloc")
+            progress.begin("weight error tables", unit: "matrices")
+            let tables = try session.weightErrorTables(tensors: description.matrixNames, choices: WeightTuner.choices(groupSize: 128),
+                                                       progress: { progress.update($0, $1) })
+            progress.finish()
             var times: [Double] = []
             var plan: WeightTuner.Plan?
             for _ in 0..<repetitions {

@@ -25,12 +25,16 @@ struct MakeBundle: ParsableCommand {
         let interrupt = InterruptCancellation()
         try CLIError.reporting {
             try interrupt.run {
-                let bar = ProgressBar("bundle")
+                let bar = ProgressReporter("bundle")
                 defer { bar.finish() }
+                let phase = LockedPhase()
                 let manifest = try SampleBundleWriter.write(
                     modelPath: model, modelRelativePath: modelPath ?? model, text: try CalibrationText(path: text),
                     directory: out, sampleCount: samples, overwrite: force,
-                    progress: { _, done, total in bar.update(done, total) }, cancellation: interrupt.flag)
+                    progress: { name, done, total in
+                        if phase.change(to: name) { bar.begin(name, unit: name == "calibration" ? "layers" : "matrices") }
+                        bar.update(done, total)
+                    }, cancellation: interrupt.flag)
                 bar.finish()
                 let files = [manifest.files.kv_weights, manifest.files.calibration, manifest.files.weight_errors,
                              manifest.files.notice, "bundle.json"]
@@ -40,6 +44,20 @@ struct MakeBundle: ParsableCommand {
                 }
                 FileHandle.standardError.write(Data("kvscope: wrote \(out): \(files.count) files, \(total) bytes\n".utf8))
             }
+        }
+    }
+}
+
+/// The phase a progress callback last reported, so a new name starts a new phase once.
+final class LockedPhase: @unchecked Sendable {
+    private let lock = NSLock()
+    private var name: String?
+
+    /// Records `new`; returns whether it differs from the previous phase.
+    func change(to new: String) -> Bool {
+        lock.withLock {
+            defer { name = new }
+            return name != new
         }
     }
 }

@@ -41,7 +41,8 @@ struct Calibrate: ParsableCommand {
                 let calibrationText = try CalibrationText(path: text)
                 let session = try ModelSession(path: model)
                 let loaded = try session.inferenceModel()
-                let bar = ProgressBar("calibrate")
+                let bar = ProgressReporter("calibrate")
+                bar.begin("calibration", unit: "layers")
                 let (statistics, provenance) = try CalibrationCapture.run(
                     model: loaded.model, tokenizer: loaded.tokenizer, text: calibrationText, sampleCount: samples,
                     maxSequenceLength: maxSequence, inputMoments: inputMoments, progress: { bar.update($0, $1) }, cancellation: interrupt.flag)

@@ -59,9 +59,14 @@ struct Eval: ParsableCommand {
             (or with 16) no quantization; --k-bits and --v-bits set one branch's bits apart from
             --bits; --window defaults to 0. Bases other than `weights` come from calibration
             statistics of --calib (default Samples/calibration.txt), cached under
-            $XDG_CACHE_HOME/kvscope/calibration. With any compression option the baseline perplexity
-            and mean NLL are reported too (unless --no-baseline). A perplexity that is not finite is
-            an error (exit status 1). Ctrl-C cancels (exit status 130).
+            $XDG_CACHE_HOME/kvscope/calibration. With --config the statistics are those the config
+            records in kv_cache.calibration: a sample bundle's shipped file (source "bundle") or a
+            capture of its text with the recorded sample count (source "capture"), checked against the
+            recorded SHA-256 and counts; --calib overrides. With any compression option the baseline
+            perplexity and mean NLL are reported too (unless --no-baseline). A perplexity that is not
+            finite is an error (exit status 1). Progress goes to stderr by phase (calibration, bases or
+            fitting, prefill, baseline): a bar on a terminal, else a plain line every few seconds.
+            Ctrl-C cancels (exit status 130).
             """))
 
     @Argument(help: "The model file (llama GGUF) or a sample bundle whose source model is present.") var model: String
@@ -76,7 +81,7 @@ struct Eval: ParsableCommand {
     @Option(name: .customLong("v-bits"), help: "Bits of the compressed V branch (overrides --bits for V).") var valueBits: Int?
     @Option(help: "Quantization group size (default: one group per token).") var group: Int?
     @Option(help: "Basis: activations, weights, asvd or fitted.") var basis: BasisKind = .activations
-    @Option(help: "A kvscope config (JSON or YAML): its kv_cache section sets per-layer ranks and bits, the window, group, basis and calibration text.")
+    @Option(help: "A kvscope config (JSON or YAML): its kv_cache section sets per-layer ranks and bits, the window, group, basis and the calibration statistics (the bundle's or a capture, as recorded).")
     var config: String?
     @Flag(help: "With --config: use the model even if its SHA-256 differs from the config's model.sha256.")
     var allowModelMismatch = false
@@ -93,9 +98,11 @@ struct Eval: ParsableCommand {
         }
     }
 
-    /// The settings and calibration text of a config's kv_cache section, checked against the model
-    /// (sizes, and the file's SHA-256 unless --allow-model-mismatch).
-    func configSettings(_ path: String, model opened: EvalModel) throws -> (settings: CompressionSettings, calibration: String?) {
+    /// The settings and calibration of a config's kv_cache section, checked against the model
+    /// (sizes, and the file's SHA-256 unless --allow-model-mismatch). The calibration is the one the
+    /// config records (a bundle's statistics or a capture, ``ModelSession/calibration(recordedIn:configPath:modelSHA256:model:progress:cancellation:)``)
+    /// unless --calib overrides it.
+    func configSettings(_ path: String, model opened: EvalModel) throws -> (settings: CompressionSettings, calibration: EvalRun.Calibration) {
         let cfg = try KVScopeConfig.load(path: path)
         do {
             try cfg.validate(against: try ModelDescription(opened: opened.full, path: opened.fullPath))
@@ -104,9 +111,14 @@ struct Eval: ParsableCommand {
             throw ConfigError(path: path, entry: error.entry, error.message + " (model \(opened.fullPath))")
         }
         guard let kv = cfg.kvCache else { throw ConfigError(path: path, entry: "kv_cache", "missing: there is no KV plan to evaluate") }
+        if cfg.weights != nil {
+            FileHandle.standardError.write(Data("kvscope: note: \(path) has a weights plan; eval applies its kv_cache section to the unquantized weights\n".utf8))
+        }
         let settings = try CompressionSettings(layers: kv.layers.map(\.setting), window: kv.window,
                                                groupSize: kv.groupSize, basis: kv.basis)
-        return (settings, calib ?? kv.calibration.map { Export.resolve($0.text, configPath: path) })
+        if let calib { return (settings, .text(calib)) }
+        guard let reference = kv.calibration else { return (settings, .text(nil)) }
+        return (settings, .recorded(reference, configPath: path, modelSHA256: cfg.model.sha256))
     }
 
     /// Value checks, reported as one-line errors with exit status 1.
@@ -152,9 +164,9 @@ struct Eval: ParsableCommand {
             try interrupt.run {
                 try checkValues()
                 let opened = try EvalModel(path: model)
-                var settings = try settings(), calibration = calib
+                var settings = try settings(), calibration = EvalRun.Calibration.text(calib)
                 if let config { (settings, calibration) = try configSettings(config, model: opened) }
-                let result = try EvalRun(model: opened, textPath: text, calibrationPath: calibration, settings: settings,
+                let result = try EvalRun(model: opened, textPath: text, calibration: calibration, settings: settings,
                                          onlyLayers: try layers.map(Self.parseLayers),
                                          reportBaseline: (hasCompressionOption || config != nil) && !noBaseline, cancellation: interrupt.flag).run()
                 if json {
@@ -191,9 +203,18 @@ struct EvalModel {
 
 /// One `eval` computation: the command's options or a config's plan on an opened model.
 struct EvalRun {
+    /// Where the calibration statistics come from.
+    enum Calibration {
+        /// A text (--calib, or the default Samples/calibration.txt when nil), through the session: a
+        /// bundle of that text answers with its own statistics, else a capture of 256 rows.
+        case text(String?)
+        /// What a config's `kv_cache.calibration` records (its bundle, or a capture of its text).
+        case recorded(CalibrationReference, configPath: String, modelSHA256: String)
+    }
+
     var model: EvalModel
     var textPath: String
-    var calibrationPath: String?
+    var calibration: Calibration
     var settings: CompressionSettings
     /// Compress only these layers (nil: all).
     var onlyLayers: Set<Int>?
@@ -233,38 +254,46 @@ struct EvalRun {
     func run() throws -> Result {
         let text = try CalibrationText(path: textPath)
         let session = model.session
-        let bar = ProgressBar("eval")
-        defer { bar.finish() }
+        let progress = ProgressReporter("eval")
+        defer { progress.finish() }
         let loaded = try model.inferenceModel()
         let c = loaded.model.configuration
         var settings = self.settings
         if let onlyLayers {
             settings = try settings.restricted(to: onlyLayers, layerCount: c.layerCount, kvDimension: c.kvDimension)
         }
-        var calibration: CalibrationStatistics?
+        var statistics: CalibrationStatistics?
         if settings.needsCalibration(kvDimension: c.kvDimension) {
-            let path = calibrationPath ?? SampleFiles.resolve(defaultCalibrationText)
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw CommandError(calibrationPath == nil
-                    ? "\(path): the default calibration text is not here (run from the repository root or pass --calib FILE)"
-                    : "\(path): no such calibration text")
+            progress.begin("calibration", unit: "layers")
+            switch calibration {
+            case .text(let given):
+                let path = given ?? SampleFiles.resolve(defaultCalibrationText)
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw CommandError(given == nil
+                        ? "\(path): the default calibration text is not here (run from the repository root or pass --calib FILE)"
+                        : "\(path): no such calibration text")
+                }
+                statistics = try session.calibration(text: try CalibrationText(path: path), model: loaded,
+                                                     progress: { progress.update($0, $1) }, cancellation: cancellation)
+            case .recorded(let reference, let configPath, let sha):
+                statistics = try session.calibration(recordedIn: reference, configPath: configPath, modelSHA256: sha, model: loaded,
+                                                     progress: { progress.update($0, $1) }, cancellation: cancellation)
             }
-            let calibText = try CalibrationText(path: path)
-            calibration = try session.calibration(text: calibText, model: loaded,
-                                                  progress: { bar.update($0, $1) }, cancellation: cancellation)
         }
-        let policy = try settings.policy(model: loaded.model, calibration: calibration, cancellation: cancellation)
+        // Bases per layer (eigenvectors of the Grams), or for `fitted` the training of every factor pair.
+        progress.begin(settings.basis == .fitted ? "fitting" : "bases", unit: "layers")
+        let policy = try settings.policy(model: loaded.model, calibration: statistics,
+                                         progress: { progress.update($0, $1) }, cancellation: cancellation)
         let tokens = loaded.tokenizer.encode(text.text)
         guard tokens.count >= 2 else { throw CommandError("\(textPath): the text has \(tokens.count) tokens; perplexity needs at least 2") }
-        let runs = reportBaseline ? 2 : 1
+        progress.begin("prefill")
         let compressed = try Perplexity.evaluate(model: loaded.model, tokens: tokens, policy: policy,
-                                                 progress: { bar.update(Int($0 * 1000), 1000 * runs) },
-                                                 cancellation: cancellation)
+                                                 progress: { progress.fraction($0) }, cancellation: cancellation)
         var baseline: PerplexityResult?
         if reportBaseline {
+            progress.begin("baseline")
             baseline = try Perplexity.evaluate(model: loaded.model, tokens: tokens,
-                                          progress: { bar.update(1000 + Int($0 * 1000), 2000) },
-                                          cancellation: cancellation)
+                                               progress: { progress.fraction($0) }, cancellation: cancellation)
         }
         let memory = try settings.memoryModel(configuration: c)
         let layers = try settings.layerSettings(layerCount: c.layerCount, kvDimension: c.kvDimension)

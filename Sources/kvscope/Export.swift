@@ -35,10 +35,7 @@ struct Export: ParsableCommand {
 
     /// A path recorded in a config: as given when it exists, else relative to the config's directory.
     static func resolve(_ path: String, configPath: String) -> String {
-        if path.hasPrefix("/") || FileManager.default.fileExists(atPath: path) { return path }
-        let dir = URL(fileURLWithPath: configPath).deletingLastPathComponent()
-        let candidate = dir.appendingPathComponent(path).path
-        return FileManager.default.fileExists(atPath: candidate) ? candidate : path
+        KVScopeConfig.resolvePath(path, configPath: configPath)
     }
 
     func run() throws {
@@ -90,13 +87,12 @@ struct Export: ParsableCommand {
             guard let reference = kv.calibration else {
                 throw ConfigError(path: config, entry: "kv_cache.calibration", "missing (needed by the \(kv.basis.rawValue) basis)")
             }
-            let textPath = Self.resolve(reference.text, configPath: config)
-            let run = try CalibrationRun.capture(modelPath: modelPath, textPath: textPath, expected: reference)
-            guard run.reference.nTokens == reference.nTokens else {
-                throw ConfigError(path: config, entry: "kv_cache.calibration.n_tokens",
-                                  "\(reference.nTokens) recorded, the model's tokenizer gives \(run.reference.nTokens)")
-            }
-            statistics = run.statistics
+            // The statistics the config records (its bundle's, or a capture of its text), as eval --config uses.
+            let progress = ProgressReporter("export")
+            defer { progress.finish() }
+            progress.begin("calibration", unit: "layers")
+            statistics = try session.calibration(recordedIn: reference, configPath: config, modelSHA256: cfg.model.sha256,
+                                                 progress: { progress.update($0, $1) })
         }
         let writer = try ConfigExport.factorsFile(config: cfg) { layer, kind, rank in
             let w = try session.projection(layer: layer, kind: kind)

@@ -55,7 +55,8 @@ struct Quantize: ParsableCommand {
             guard !entries.isEmpty else { throw CommandError("\(model): no layer weight matrices found") }
 
             let results = RowResults(count: entries.count)
-            let bar = ProgressBar("quantize")
+            let bar = ProgressReporter("quantize")
+            bar.begin("quantization", unit: "matrices")
             DispatchQueue.concurrentPerform(iterations: entries.count) { i in
                 let entry = entries[i]
                 do {

@@ -43,7 +43,8 @@ struct Spectra: ParsableCommand {
             let spectra: [LayerSpectra]
             switch source {
             case .weights:
-                let bar = ProgressBar("spectra")
+                let bar = ProgressReporter("spectra")
+                bar.begin("weight spectra", unit: "layers")
                 defer { bar.finish() }
                 spectra = try session.weightSpectra(useCache: !noCache, progress: { bar.update($0, $1) })
             case .kv, .kvPostRope:
@@ -56,7 +57,8 @@ struct Spectra: ParsableCommand {
                     }
                 } else if let text {
                     let interrupt = InterruptCancellation()
-                    let bar = ProgressBar("calibrate")
+                    let bar = ProgressReporter("spectra")
+                    bar.begin("calibration", unit: "layers")
                     defer { bar.finish() }
                     statistics = try interrupt.run {
                         try session.calibration(text: try CalibrationText(path: text), useCache: !noCache,

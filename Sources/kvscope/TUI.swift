@@ -12,7 +12,9 @@ struct TUI: ParsableCommand {
         commandName: "tui",
         abstract: "Open the interactive explorer (ncurses) on a model.",
         discussion: HelpText.flow("""
-            Every layer starts at the 95%-energy rank of its weight spectrum, window 32, 16 bits.
+            Every layer starts at the 95%-energy rank of its weight spectrum, 16 bits, with the window
+            (32), KV group (32) and context length (4096, or the model's when shorter) that
+            `kvscope tune --kv-budget` uses by default, so `b` allocates as tune does.
             Press ? inside for the keys. Themes: default, light, high-contrast, mono, or a path to a
             .toml file; NO_COLOR disables colors.
             """))
@@ -29,25 +31,27 @@ struct TUI: ParsableCommand {
 }
 
 enum TUIApp {
-    /// The calibration statistics that give kv spectra and e_kv: the bundle's own, or for a model
-    /// file those of Samples/calibration.txt (from the on-disk cache, computed once with a progress
-    /// bar before the screen opens). None when neither exists.
-    static func explorerCalibration(_ session: ModelSession) throws -> CalibrationStatistics? {
-        if session.isBundle { return try session.bundledCalibration() }
+    /// The calibration statistics that give kv spectra and e_kv, with the record exported configs
+    /// keep of them: the bundle's own, or for a model file a capture of Samples/calibration.txt (from
+    /// the on-disk cache, computed once with progress before the screen opens). None when neither exists.
+    static func explorerCalibration(_ session: ModelSession) throws -> SessionCalibration? {
+        if session.isBundle { return try session.bundleCalibration() }
         let path = SampleFiles.resolve("Samples/calibration.txt")
         guard FileManager.default.fileExists(atPath: path), session.hyperparameters.architecture == "llama",
               session.opened.format == .gguf else { return nil }
-        let bar = ProgressBar("calibration (once; cached)")
+        let bar = ProgressReporter("kvscope")
         defer { bar.finish() }
-        return try session.calibration(text: try CalibrationText(path: path), progress: { bar.update($0, $1) })
+        bar.begin("calibration (once; cached)", unit: "layers")
+        return try session.calibrationRecord(textPath: path, progress: { bar.update($0, $1) })
     }
 
     /// Opens the model (before the screen, so file errors print as usual), then runs the loop.
     static func run(model: String, config: String?, theme: String?, evalText: String) throws {
         let session = try ModelSession(path: model)
         let calibration = try explorerCalibration(session)
-        let bar = ProgressBar("spectra")
-        let resources = try ExplorerResources.load(session: session, calibration: calibration,
+        let bar = ProgressReporter("kvscope")
+        bar.begin("weight spectra", unit: "layers")
+        let resources = try ExplorerResources.load(session: session, calibration: calibration?.statistics,
                                                    progress: { done, total in bar.update(done, total) })
         bar.finish()
         let dirs = ThemeFiles.searchDirectories()

@@ -17,22 +17,28 @@ struct Tune: ParsableCommand {
             --kv-budget 20% keeps kvscope's KV bytes at context --context within 20% of the fp16
             baseline (DESIGN.md §4 memory model); a plain number is a byte budget. Each layer's K and V
             get a rank (1…8, then every --rank-step, and d_kv) and bits from --bits-choices minimizing
-            Σ e_kv²·‖K‖² on the calibration text, solved exactly by dynamic programming.
+            Σ e_kv²·‖K‖² on the calibration text, solved exactly by dynamic programming. The defaults
+            (context 4096 or the model's context when shorter, window 32, group 32) are the explorer's
+            starting settings, so its `b` gives the same plan. The config records the calibration
+            statistics (a capture of --calib, its hash, tokens and sampled rows) for eval --config.
             --weight-bits 3.0 chooses bits {2,3,4,8} and outliers {0, 1%} per weight matrix at an
-            average of at most 3.0 bits per weight (group --weight-group).
+            average of at most 3.0 bits per weight (group --weight-group); the error tables are cached
+            under $XDG_CACHE_HOME/kvscope/weight-errors by the model's SHA-256 and the grid.
             The model's SHA-256 is cached under $XDG_CACHE_HOME/kvscope/sha256 by file identity.
             """))
 
     @Argument(help: "The model file (.gguf).") var model: String
     @Option(help: "KV budget: a percentage of the fp16 cache (20%) or bytes.") var kvBudget: String?
     @Option(help: "Average bits per weight for the weight plan (e.g. 3.0).") var weightBits: Double?
-    @Option(help: "Context length the KV budget is measured at.") var context = 4096
-    @Option(help: "Exact window w.") var window = 32
-    @Option(help: "Bit-widths the compressed branch may use (2…8, 16).") var bitsChoices = "2,3,4,8,16"
-    @Option(help: "Quantization group along the KV features (0: one group per token).") var group = 32
+    @Option(help: "Context length the KV budget is measured at (default: 4096, or the model's context when shorter).")
+    var context: Int?
+    @Option(help: "Exact window w.") var window = KVDefaults.window
+    @Option(help: "Bit-widths the compressed branch may use (2…8, 16).")
+    var bitsChoices = KVDefaults.bitsChoices.map(String.init).joined(separator: ",")
+    @Option(help: "Quantization group along the KV features (0: one group per token).") var group = KVDefaults.groupSize ?? 0
     @Option(help: "Quantization group of the weight plan (0: per channel).") var weightGroup = 128
-    @Option(help: "Smallest rank.") var minRank = 1
-    @Option(help: "Rank step above 8.") var rankStep = 8
+    @Option(help: "Smallest rank.") var minRank = KVDefaults.minRank
+    @Option(help: "Rank step above 8.") var rankStep = KVDefaults.rankStep
     @Option(help: "Basis: activations, weights or asvd.") var basis = "activations"
     @Option(help: "Calibration text (default Samples/calibration.txt).") var calib = "Samples/calibration.txt"
     @Option(help: "The config file to write (.json, .yaml or .yml).") var out: String
@@ -41,7 +47,7 @@ struct Tune: ParsableCommand {
 
     func validate() throws {
         if kvBudget == nil && weightBits == nil { throw ValidationError("give --kv-budget, --weight-bits or both") }
-        if context < 1 { throw ValidationError("--context must be at least 1") }
+        if let context, context < 1 { throw ValidationError("--context must be at least 1") }
         if window < 0 { throw ValidationError("--window must not be negative") }
         if minRank < 1 { throw ValidationError("--min-rank must be at least 1") }
         if rankStep < 1 { throw ValidationError("--rank-step must be at least 1") }
@@ -89,15 +95,17 @@ struct Tune: ParsableCommand {
             var config = KVScopeConfig(model: reference)
             var metrics: [(key: String, value: ConfigValue)] = []
             var summary: [String: JSON] = [:]
+            let progress = ProgressReporter("tune")
+            defer { progress.finish() }
 
             if let kvBudget {
-                let kv = try tuneKV(session: session, budgetText: kvBudget)
+                let kv = try tuneKV(session: session, budgetText: kvBudget, progress: progress)
                 config.kvCache = kv.section
                 metrics += kv.metrics
                 summary["kv"] = kv.summary
             }
             if let weightBits {
-                let w = try tuneWeights(session: session, averageBits: weightBits)
+                let w = try tuneWeights(session: session, averageBits: weightBits, progress: progress)
                 config.weights = w.section
                 metrics += w.metrics
                 summary["weights"] = w.summary
@@ -107,6 +115,7 @@ struct Tune: ParsableCommand {
             config.metrics = .object(metrics)
             try config.validate(against: ModelDescription(opened: session.opened, path: model))
             try config.write(to: out, force: force)
+            progress.finish()
             summary["out"] = out.json
             summary["seconds"] = seconds.json
             if json {
@@ -122,9 +131,12 @@ struct Tune: ParsableCommand {
         var summary: JSON
     }
 
-    func tuneKV(session: ModelSession, budgetText: String) throws -> (section: KVCacheSection, metrics: [(key: String, value: ConfigValue)], summary: JSON) {
+    func tuneKV(session: ModelSession, budgetText: String,
+                progress: ProgressReporter) throws -> (section: KVCacheSection, metrics: [(key: String, value: ConfigValue)], summary: JSON) {
         let hp = session.hyperparameters
         guard let basisKind = BasisKind(rawValue: basis) else { throw CommandError("unknown basis \(basis)") }
+        // The explorer starts at the same default (ExplorerState), so its `b` allocates as tune does.
+        let context = self.context ?? KVDefaults.contextLength(modelContext: hp.contextLength)
         var settings = KVTuneSettings()
         settings.basis = basisKind
         settings.window = window
@@ -135,20 +147,21 @@ struct Tune: ParsableCommand {
         settings.rankStep = rankStep
         guard minRank <= hp.kvDim else { throw CommandError("--min-rank \(minRank) exceeds d_kv \(hp.kvDim)") }
 
-        // The default text is found from the current directory or the binary's checkout.
-        let calibration = try CalibrationRun.capture(modelPath: model, textPath: calib == "Samples/calibration.txt" ? SampleFiles.resolve(calib) : calib)
+        // The default text is found from the current directory or the binary's checkout. The statistics
+        // are recorded in the config (a capture of the text, its sample count) for eval --config.
+        progress.begin("calibration", unit: "layers")
+        let calibration = try session.calibrationRecord(textPath: calib == "Samples/calibration.txt" ? SampleFiles.resolve(calib) : calib,
+                                                        progress: { progress.update($0, $1) })
         let memory = try BiBranchMemoryModel(kvSize: hp.kvDim, hiddenSize: hp.hiddenSize, window: window,
                                              groupSize: settings.groupSize, basis: basisKind)
         let baseline = try memory.baselineTotalBytes(layerCount: hp.nLayers, contextLength: context)
         let budget = try Self.budgetBytes(budgetText, baseline: baseline)
 
-        let bar = ProgressBar("error tables")
-        defer { bar.finish() }
+        progress.begin("kv error tables", unit: "tables")
         let errorModel = try KVTuner.errorModel(stats: calibration.statistics, basis: basisKind, groupSize: settings.groupSize,
                                                 weight: { try session.projection(layer: $0, kind: $1) })
         let quantizedBits = settings.bitsChoices.filter { $0 < 16 }
-        try errorModel.fillQuantizedTables(bits: quantizedBits, groupSize: settings.groupSize, progress: { bar.update($0, $1) })
-        bar.finish()
+        try errorModel.fillQuantizedTables(bits: quantizedBits, groupSize: settings.groupSize, progress: { progress.update($0, $1) })
 
         let solveStart = Date()
         let plan = try KVTuner.tune(errorModel, layerCount: hp.nLayers, kvSize: hp.kvDim, memory: memory,
@@ -211,32 +224,15 @@ struct Tune: ParsableCommand {
         return (section, metrics, summary)
     }
 
-    /// The error table of every weight matrix the config can name, from the on-disk cache when present,
-    /// computed one layer at a time (only that layer's fp32 matrices in memory), with a progress bar.
-    static func weightErrorTables(session: ModelSession, description: ModelDescription,
-                                  choices: ErrorTableChoices) throws -> [ErrorTable] {
-        let catalog = session.opened.catalog
-        let entries = catalog.entries.filter { description.matrices[$0.name] != nil && $0.rows == nil }
-        let cache = ErrorTableCache()
-        let bar = ProgressBar("weight error tables")
-        defer { bar.finish() }
-        var tables: [ErrorTable] = []
-        let layers = Array(Set(entries.compactMap(\.layer))).sorted()
-        for (i, layer) in layers.enumerated() {
-            let inputs = try entries.filter { $0.layer == layer }.map {
-                ErrorTableInput(name: $0.name, weights: try catalog.matrix($0, from: session.opened.file))
-            }
-            tables += try cache.tables(for: inputs, choices: choices)
-            bar.update(i + 1, layers.count)
-        }
-        return tables
-    }
-
-    func tuneWeights(session: ModelSession, averageBits: Double) throws -> (section: WeightsSection, metrics: [(key: String, value: ConfigValue)], summary: JSON) {
+    func tuneWeights(session: ModelSession, averageBits: Double,
+                     progress: ProgressReporter) throws -> (section: WeightsSection, metrics: [(key: String, value: ConfigValue)], summary: JSON) {
         let description = try ModelDescription(opened: session.opened, path: model)
         let groupSize: Int? = weightGroup == 0 ? nil : weightGroup
         let choices = WeightTuner.choices(groupSize: groupSize)
-        let tables = try Self.weightErrorTables(session: session, description: description, choices: choices)
+        // From the on-disk cache ($XDG_CACHE_HOME/kvscope/weight-errors) when this model and grid were tabulated before.
+        progress.begin("weight error tables", unit: "matrices")
+        let tables = try session.weightErrorTables(tensors: description.matrixNames, choices: choices,
+                                                   progress: { progress.update($0, $1) })
         let plan = try WeightTuner.tune(tables: tables, averageBits: averageBits, groupSize: groupSize)
         let relative = (plan.totalCost / plan.totalEnergy).squareRoot()
         if !json {
@@ -255,28 +251,5 @@ struct Tune: ParsableCommand {
         ]
         let summary: JSON = ["bits_per_weight": plan.section.memory.bitsPerWeight.json, "weighted_error": plan.totalCost.json]
         return (plan.section, metrics, summary)
-    }
-}
-
-/// Calibration statistics of a text for tune and export: the shared capture of the Inference
-/// module through ``ModelSession/calibration(text:model:useCache:sampleCount:progress:cancellation:)``,
-/// which reads the on-disk statistics cache (or the sample bundle) when it holds this text.
-enum CalibrationRun {
-    struct Result {
-        var statistics: CalibrationStatistics
-        var reference: CalibrationReference
-    }
-
-    /// Reads the text verbatim, checks it against `expected` when given, and returns its statistics.
-    static func capture(modelPath: String, textPath: String, expected: CalibrationReference? = nil) throws -> Result {
-        let text = try CalibrationText(path: textPath)
-        if let expected, expected.sha256 != text.sha256 {
-            throw CommandError("\(textPath): SHA-256 \(text.sha256) differs from the config's kv_cache.calibration.sha256 \(expected.sha256)")
-        }
-        let session = try ModelSession(path: modelPath)
-        let bar = ProgressBar("calibration")
-        defer { bar.finish() }
-        let stats = try session.calibration(text: text, progress: { bar.update($0, $1) })
-        return Result(statistics: stats, reference: CalibrationReference(text: textPath, sha256: text.sha256, nTokens: stats.tokenCount))
     }
 }

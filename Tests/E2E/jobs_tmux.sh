@@ -71,7 +71,7 @@ screen | grep -qF "e_w ?   e_kv ?" || fail "the knobs panel does not show e_w ? 
 T send-keys -t "$SESSION" b
 alive_for "no error model (cancelled) and nothing is building it — press R to build it" 10
 screen | grep -qF "still being built" && fail "b claims the model is being built"
-screen | grep -qF "KV budget (% of fp16 bytes)" && fail "b asked for a budget with no error model"
+screen | grep -qF "KV budget (% of fp16 bytes at L " && fail "b asked for a budget with no error model"
 T send-keys -t "$SESSION" R
 alive_for "error model ready" 120
 # Its quantized tables are not needed (16 bits): no job runs, and every cell has its value.
@@ -83,7 +83,7 @@ screen | grep -qF "R restarts" && fail "the footer still says R restarts"
 
 # (b) b 60, then p.
 T send-keys -t "$SESSION" b
-alive_for "KV budget (% of fp16 bytes)" 10
+alive_for "KV budget (% of fp16 bytes at L " 10
 T send-keys -t "$SESSION" BSpace BSpace 6 0 Enter
 alive_for "allocated ranks and bits under 60.0% of fp16" 120
 T send-keys -t "$SESSION" p

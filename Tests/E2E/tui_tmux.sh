@@ -54,14 +54,14 @@ wait_for "window 40"
 read -r TOTAL EFF <<<"$(python3 - "$WORK/spectra.json" "$R" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); r0 = int(sys.argv[2])
-L, w, dkv = 8192, 40, 192
+L, w, dkv, g = 4096, 40, 192, 32   # tune's defaults: context 4096, groups of 32 features
 base = comp = 0.0
 for i, l in enumerate(d['layers']):
     base += 2 * L * dkv * 2
     for kind in ('k', 'v'):
         r, b = int(l[kind]['energy_rank']['0.95']), 16
         if i == 0 and kind == 'k': r, b = r0, 6
-        meta = 0 if b == 16 else 4
+        meta = 0 if b == 16 else -(-r // g) * 4
         comp += min(L, w) * dkv * 2 + max(L - w, 0) * (r * b / 8 + meta)
 print("%.2f" % (comp / 1048576), "%.1f%%" % ((1 - comp / base) * 100))
 PY
@@ -126,7 +126,7 @@ read -r EPPL EBASE <<<"$(python3 -c "import json; d=json.load(open('$WORK/eval.j
 
 # b: 20% of the fp16 cache.
 T send-keys -t e2e m b
-wait_for "KV budget (% of fp16 bytes)"
+wait_for "KV budget (% of fp16 bytes at L 4096, group 32, window 40)"
 T send-keys -t e2e BSpace BSpace 2 0 Enter
 wait_for "allocated ranks and bits under 20.0% of fp16" 60
 USED="$(screen | sed -nE 's/.*of fp16 \(([0-9.]+)% used.*/\1/p' | head -1)"
@@ -135,7 +135,7 @@ python3 -c "import sys; sys.exit(0 if 15 < float('$USED') <= 20 else 1)" || fail
 # A resize redraws (compact layout), too small, and back.
 T resize-window -t e2e -x 80 -y 24
 wait_for "e_w"
-screen | head -1 | grep -qE "^ kvscope .* L 8192 · N 1 · KV [0-9.]+ MiB of 180.00 MiB ?$" || fail "compact header"
+screen | head -1 | grep -qE "^ kvscope .* L 4096 · g 32 · N 1 · KV [0-9.]+ MiB of 90.00 MiB ?$" || fail "compact header"
 T resize-window -t e2e -x 60 -y 20
 wait_for "terminal too small"
 T resize-window -t e2e -x 120 -y 40

@@ -101,6 +101,64 @@ import Testing
         #expect(URL(fileURLWithPath: calibration.text).standardizedFileURL
                 == repositoryRoot.appendingPathComponent("Samples/calibration.txt").standardizedFileURL)
         #expect(calibration.sha256 == session.bundle?.text.sha256)
+        // The statistics are the bundle's shipped file (64 rows), not a capture: eval --config loads that file.
+        #expect(calibration.source == .bundle && calibration.bundle == bundle && calibration.samples == 64)
+        #expect(stats.sampleTokenIndices.count == 64)
+        #expect(try session.bundleCalibration()?.reference == calibration)
+        // A model file's statistics are a capture with their own sample count.
+        let capture = try ExplorerConfigIdentity(session: ModelSession(path: smolLM2Path), calibration: stats).calibration
+        #expect(capture?.source == .capture && capture?.bundle == nil && capture?.samples == 64)
+    }
+
+    /// Opening a config whose statistics are the same text's from another source says so.
+    @Test func openingAConfigOfOtherStatisticsOfTheSameTextNotesIt() throws {
+        let bundle = repositoryRoot.appendingPathComponent("Samples/smollm2").path
+        let session = try ModelSession(path: bundle)
+        let mine = try #require(try session.bundleCalibration())
+        let explorer = try ExplorerConfigIdentity(session: session, calibration: mine.statistics, reference: mine.reference)
+        var capture = mine.reference
+        capture.source = .capture
+        capture.bundle = nil
+        capture.samples = 256
+        let state = try TUIFixture.state()
+        let config = try ExplorerConfigFile.config(for: state.settings, state: state,
+                                                   identity: ExplorerConfigIdentity(model: explorer.model, calibration: capture))
+        let (_, notes) = try ExplorerConfigFile.settings(from: config, state: state, identity: explorer)
+        #expect(notes == ["its calibration statistics are a capture of \(capture.text) (256 sampled rows), the explorer's the bundle \(bundle) (64 sampled rows)"])
+    }
+
+    /// A measured perplexity goes into `metrics` as the config's perplexity only when there is no
+    /// weight plan: the forward pass never applied one. Next to a weight plan it is named KV-cache-only.
+    @Test func aPerplexityNextToAWeightPlanIsNamedKVCacheOnly() throws {
+        let identity = try Self.identity.get()
+        let dir = try Self.temporaryDirectory()
+        func measured(_ s: inout ExplorerState) {
+            _ = Explorer.update(&s, .jobFinished(id: 99, .perplexity(compressed: 25.5, baseline: 24.25, tokens: 355)))
+        }
+        var kvOnly = try TUIFixture.state()
+        TUIFixture.press([.right, .character("-")], &kvOnly)
+        measured(&kvOnly)
+        #expect(kvOnly.status.hasPrefix("KV cache only: perplexity 25.500"))
+        #expect(Explorer.view(kvOnly, width: 120, height: 40).text.contains("KV-only perplexity 25.500  (fp16 cache 24.250, 355 tokens)"))
+        kvOnly.mode = .eval
+        #expect(Explorer.view(kvOnly, width: 120, height: 40).text.contains("Knobs · metrics · perplexity of the KV cache only"))
+        try ExplorerConfigFile.write(kvOnly.settings, state: kvOnly, identity: identity, to: dir + "/kv.json", overwrite: false)
+        let a = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/kv.json"))) as? [String: Any])
+        let am = try #require(a["metrics"] as? [String: Any])
+        #expect(a["weights"] == nil)
+        #expect(am["perplexity"] as? Double == 25.5 && am["baseline_perplexity"] as? Double == 24.25 && am["eval_tokens"] as? Int == 355)
+
+        var withWeights = kvOnly
+        withWeights.mode = .weights
+        TUIFixture.press([.character("-")], &withWeights)  // blk.0.attn_q at 8 bits
+        #expect(withWeights.settings.weights[0].bits == 8)
+        measured(&withWeights)
+        try ExplorerConfigFile.write(withWeights.settings, state: withWeights, identity: identity, to: dir + "/w.json", overwrite: false)
+        let b = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/w.json"))) as? [String: Any])
+        let bm = try #require(b["metrics"] as? [String: Any])
+        #expect(b["weights"] != nil)
+        #expect(bm["perplexity"] == nil && bm["baseline_perplexity"] == nil, "\(bm)")
+        #expect(bm["kv_cache_only_perplexity"] as? Double == 25.5 && bm["kv_cache_only_baseline_perplexity"] as? Double == 24.25)
     }
 
     /// Writes `text` to a fresh file and opens it through the runtime's `o` path.

@@ -234,7 +234,7 @@ import Testing
         try TUIJobTests.settle(rt)
         let model = try #require(rt.state.resources.errorModel)
         let c = rt.state.settings.layers[0].k
-        let want = try #require(model.kvError(layer: 0, kind: .k, rank: c.rank, bits: 8, groupSize: nil).value)
+        let want = try #require(model.kvError(layer: 0, kind: .k, rank: c.rank, bits: 8, groupSize: rt.state.settings.groupSize).value)
         screen = Explorer.view(rt.state, width: 120, height: 40).text
         #expect(screen.contains(String(format: "e_kv %.4f", want)))
         #expect(rt.state.phase(.kvTables) == .done && rt.state.stoppedJobs.isEmpty)

@@ -133,10 +133,11 @@ import Testing
     @Test func perplexityMatchesTheNumpyReference() throws {
         let rt = try Self.runtime(Self.bundlePath, calibration: true)
         #expect(rt.state.resources.info.canRunInference)
-        // Rank d_kv (no low rank) for K and V of layer 0, 4 bits, then every layer; group 64.
+        // Rank d_kv (no low rank) for K and V of layer 0, 4 bits, then every layer; group 32 → 64.
+        #expect(rt.state.settings.groupSize == 32)
         Self.press(Array(repeating: .character("L"), count: 24) + [.character("-"), .character("-"), .character("-"), .character("-"), .tab]
                    + Array(repeating: .character("L"), count: 24) + [.character("-"), .character("-"), .character("-"), .character("-"),
-                                                                     .character("a"), .character("g"), .character("g"), .character("g")], rt)
+                                                                     .character("a"), .character("g")], rt)
         let s = rt.state
         #expect(s.settings.layers.allSatisfy { $0 == LayerChoice(k: BranchChoice(rank: 192, bits: 4), v: BranchChoice(rank: 192, bits: 4)) })
         #expect(s.settings.groupSize == 64 && s.settings.window == 32)
@@ -194,13 +195,16 @@ import Testing
         #expect(rt.state.phase(.perplexity) == .cancelled)
     }
 
-    /// `b` 20 allocates exactly what `kvscope tune --kv-budget 20% --context L --window w --group 0`
-    /// chooses (the same KVTuner on the same statistics), and the plan fits the budget by the DESIGN.md §4 formula.
+    /// `b` 20 at the starting settings allocates exactly what `kvscope tune --kv-budget 20%` chooses with
+    /// its defaults (the same KVTuner, KVDefaults and statistics), and the plan fits the budget by the
+    /// DESIGN.md §4 formula.
     @Test func budgetMatchesTune() throws {
         let rt = try Self.runtime(smolLM2Path, calibration: true)
         Self.press([.character("b")], rt)
         guard case .prompt(let prompt) = rt.state.overlay else { Issue.record("no budget prompt"); return }
         #expect(prompt.purpose == .budget)
+        // The prompt says what the budget is measured at: tune's defaults.
+        #expect(prompt.title == "KV budget (% of fp16 bytes at L 4096, group 32, window 32)")
         for _ in prompt.text { Self.press([.backspace], rt) }
         Self.press([.character("2"), .character("0"), .character("%"), .enter], rt)
         #expect(rt.state.jobs.map(\.kind) == [.budget])
@@ -211,16 +215,14 @@ import Testing
         // tune's path, built independently from the same cached statistics.
         let session = try ModelSession(path: smolLM2Path)
         let stats = try session.calibration(text: try CalibrationText(path: Self.calibrationText))
-        var tune = KVTuneSettings()
-        tune.window = s.window
-        tune.groupSize = nil
-        tune.contextLength = s.contextLength
+        let tune = KVTuneSettings()  // tune's defaults, nothing copied from the explorer
+        #expect(s.window == tune.window && s.groupSize == tune.groupSize && s.contextLength == tune.contextLength)
         let hp = session.hyperparameters
         let memory = try BiBranchMemoryModel(kvSize: hp.kvDim, hiddenSize: hp.hiddenSize, window: tune.window,
-                                             groupSize: nil, basis: .activations)
-        let model = try KVTuner.errorModel(stats: stats, basis: .activations, groupSize: nil,
+                                             groupSize: tune.groupSize, basis: .activations)
+        let model = try KVTuner.errorModel(stats: stats, basis: .activations, groupSize: tune.groupSize,
                                            weight: { try session.projection(layer: $0, kind: $1) })
-        try model.fillQuantizedTables(bits: [2, 3, 4, 8], groupSize: nil)
+        try model.fillQuantizedTables(bits: [2, 3, 4, 8], groupSize: tune.groupSize)
         let baseline = try memory.baselineTotalBytes(layerCount: hp.nLayers, contextLength: tune.contextLength)
         let plan = try KVTuner.tune(model, layerCount: hp.nLayers, kvSize: hp.kvDim, memory: memory, settings: tune,
                                     budget: 0.2 * baseline)
@@ -228,12 +230,12 @@ import Testing
             #expect(s.layers[l.layer].k == BranchChoice(rank: l.k.rank, bits: l.k.bits), "layer \(l.layer) K")
             #expect(s.layers[l.layer].v == BranchChoice(rank: l.v.rank, bits: l.v.bits), "layer \(l.layer) V")
         }
-        // The budget holds by the formula written out (projection basis, one group per token).
-        let L = Double(s.contextLength), w = Double(s.window), dkv = 192.0
+        // The budget holds by the formula written out (projection basis, groups of 32 features).
+        let L = 4096.0, w = 32.0, dkv = 192.0
         var bytes = 0.0
         for l in s.layers {
             for b in [l.k, l.v] {
-                let meta = b.bits == 16 ? 0.0 : 4.0
+                let meta = b.bits == 16 ? 0.0 : Double((b.rank + 31) / 32 * 4)
                 bytes += min(L, w) * dkv * 2 + max(L - w, 0) * (Double(b.rank * b.bits) / 8 + meta)
             }
         }

@@ -39,6 +39,21 @@ import Testing
         }
     }
 
+    /// The window, group and context start at `kvscope tune`'s defaults (4096, not the model's 8192;
+    /// groups of 32, not one per token) and the screen shows the context and group `b` uses.
+    @Test func startsAtTuneDefaultsAndShowsThem() throws {
+        var s = try TUIFixture.state()
+        #expect(s.resources.info.contextLength == 8192)
+        #expect(s.settings.contextLength == 4096 && s.settings.groupSize == 32 && s.settings.window == 32)
+        let screen = Explorer.view(s, width: 120, height: 40).text
+        #expect(screen.split(separator: "\n").first?.contains("L 4096 · g 32 · N 1 · KV") == true, "\(screen)")
+        #expect(screen.contains("window 32  group 32  L 4096  N 1"))
+        TUIFixture.press([.character("b")], &s)
+        guard case .prompt(let p) = s.overlay else { Issue.record("no budget prompt"); return }
+        #expect(p.title == "KV budget (% of fp16 bytes at L 4096, group 32, window 32)")
+        #expect(Explorer.view(s, width: 120, height: 40).text.contains("KV budget (% of fp16 bytes at L 4096, group 32, window 32)"))
+    }
+
     @Test func rankBitsWindowKeysAndTheNumbersTheyShow() throws {
         var s = try TUIFixture.state()
         let r0 = s.settings.layers[2].k.rank
@@ -58,12 +73,13 @@ import Testing
         let screen = Explorer.view(s, width: 120, height: 40).text
         #expect(screen.contains(String(format: "e_w %.4f", want)))
         // Memory: DESIGN.md §4 formula, written out independently of BiBranchMemoryModel.
-        let L = Double(s.settings.contextLength), w = 48.0, dkv = 192.0
+        #expect(s.settings.contextLength == 4096 && s.settings.groupSize == 32)
+        let L = 4096.0, w = 48.0, dkv = 192.0
         var total16 = 0.0, compressed = 0.0
         for l in s.settings.layers {
             total16 += 2 * L * dkv * 2
             for b in [l.k, l.v] {
-                let meta = b.bits == 16 ? 0.0 : 4.0  // one group per token
+                let meta = b.bits == 16 ? 0.0 : Double((b.rank + 31) / 32 * 4)  // groups of 32 features
                 compressed += min(L, w) * dkv * 2 + max(L - w, 0) * (Double(b.rank * b.bits) / 8 + meta)
             }
         }

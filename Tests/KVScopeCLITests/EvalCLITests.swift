@@ -103,6 +103,31 @@ import Testing
         #expect(r.stderr.hasPrefix("kvscope: error:") && r.stderr.contains("models/none.gguf"), "\(r.stderr)")
     }
 
+    /// stderr is a pipe here: progress comes as plain lines naming each phase (calibration, fitting,
+    /// prefill, baseline), with no terminal control codes, and stdout holds the JSON document alone.
+    @Test func progressOnAPipeIsPlainLinesNamingEachPhase() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("kvscope-evalprogress-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let r = try CLI.run(["eval", Self.model, "--text", "Samples/eval.txt", "--rank", "64", "--window", "32", "--bits", "4",
+                             "--basis", "fitted", "--json"], environment: ["XDG_CACHE_HOME": cache.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        #expect(!r.stderr.contains("\r") && !r.stderr.contains("\u{1B}"))
+        #expect(lines.allSatisfy { $0.hasPrefix("eval: ") }, "\(r.stderr)")
+        for final in ["eval: calibration 100% (30/30 layers)", "eval: fitting 100% (30/30 layers)", "eval: prefill 100%",
+                      "eval: baseline 100%"] {
+            #expect(lines.contains(final), "\(final) missing from:\n\(r.stderr)")
+        }
+        // In that order.
+        let order = ["calibration", "fitting", "prefill", "baseline"].compactMap { phase in
+            lines.firstIndex { $0.hasPrefix("eval: \(phase) ") }
+        }
+        #expect(order.count == 4 && order == order.sorted())
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(doc["perplexity"] is Double)
+        #expect(r.stdout.split(separator: "\n").count == 1)
+    }
+
     @Test func interruptExitsWith130() throws {
         let p = Process()
         p.executableURL = CLI.binary

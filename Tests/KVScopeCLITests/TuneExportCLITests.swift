@@ -125,6 +125,30 @@ import Testing
         #expect(out["kv_bytes"] as? Double == bytes)
     }
 
+    /// The weight error tables go to the on-disk cache: a second `tune --weight-bits` finds the file
+    /// and writes the same plan; both runs name the phase on stderr (a pipe: plain lines).
+    @Test func weightErrorTablesAreCachedOnDisk() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("kvscope-tunecache-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let dir = cache.appendingPathComponent("kvscope/weight-errors").path
+        var plans: [WeightsPlan] = []
+        for run in ["first", "second"] {
+            let out = Self.directory + "/weights-\(run).json"
+            let r = try CLI.run(["tune", Self.model, "--weight-bits", "3.0", "--out", out, "--json"],
+                                environment: ["XDG_CACHE_HOME": cache.path])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").contains("tune: weight error tables 100% (210/210 matrices)"), "\(run): \(r.stderr)")
+            #expect(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) is [String: Any])
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir)
+            #expect(files.count == 1 && files[0].hasSuffix(".json"), "\(run): \(files)")
+            let weights = try #require(try Self.document(out)["weights"] as? [String: Any])
+            plans.append(WeightsPlan(layers: try #require(weights["layers"] as? [[String: Any]]).map { "\($0["tensor"] ?? "")=\($0["bits"] ?? "")/\($0["outlier_fraction"] ?? "")" }))
+        }
+        #expect(plans[0].layers.count == 210 && plans[0] == plans[1])
+    }
+
+    struct WeightsPlan: Equatable { var layers: [String] }
+
     @Test func refusesToOverwrite() throws {
         _ = try Self.tuned.get()
         let r = try CLI.run(["tune", Self.model, "--kv-budget", "20%", "--out", Self.config])
