@@ -84,16 +84,7 @@ import Testing
     func aBadRecordNamesTheEntry(_ c: Case) throws {
         var tree = try Self.config(c.reference).document
         if let edit = c.edit { tree = edited(tree, pathComponents(edit.entry), edit.value) }
-        for format in ConfigFormat.allCases {
-            let text = format == .json ? tree.prettyJSON : try tree.yaml()
-            #expect {
-                _ = try KVScopeConfig.decode(Array(text.utf8), format: format, path: "cfg.\(format.rawValue)")
-            } throws: { error in
-                let e = error as? ConfigError
-                return e?.path == "cfg.\(format.rawValue)" && e?.entryDescription == c.message
-                    && !(e?.description.contains("\n") ?? true)
-            }
-        }
+        try expectEveryFormatRejects(tree) { $0.entryDescription == c.message && !$0.description.contains("\n") }
     }
 
     /// One default for the CLI and the explorer: tune's settings start at KVDefaults.

@@ -110,6 +110,22 @@ func edited(_ value: ConfigValue, _ path: [String], _ newValue: ConfigValue?) ->
     return .object(members)
 }
 
+/// Expects the config `tree`, written as JSON and as YAML, to be refused by the reader with an error
+/// of the written file's path that `accepts`.
+func expectEveryFormatRejects(_ tree: ConfigValue, sourceLocation: SourceLocation = #_sourceLocation,
+                              _ accepts: @escaping (ConfigError) -> Bool) throws {
+    for format in ConfigFormat.allCases {
+        let text = format == .json ? tree.prettyJSON : try tree.yaml()
+        let path = "cfg.\(format.rawValue)"
+        #expect(sourceLocation: sourceLocation) {
+            _ = try KVScopeConfig.decode(Array(text.utf8), format: format, path: path)
+        } throws: { error in
+            guard let e = error as? ConfigError else { return false }
+            return e.path == path && accepts(e)
+        }
+    }
+}
+
 func pathComponents(_ dotted: String) -> [String] {
     var out: [String] = []
     for part in dotted.split(separator: ".") {
@@ -162,15 +178,7 @@ func pathComponents(_ dotted: String) -> [String] {
     @Test(arguments: cases)
     func namesTheEntry(_ c: Case) throws {
         let tree = edited(try sampleConfig().document, pathComponents(c.entry), c.value)
-        for format in ConfigFormat.allCases {
-            let text = format == .json ? tree.prettyJSON : try tree.yaml()
-            #expect {
-                _ = try KVScopeConfig.decode(Array(text.utf8), format: format, path: "cfg.\(format.rawValue)")
-            } throws: { error in
-                let e = error as? ConfigError
-                return e?.path == "cfg.\(format.rawValue)" && (e?.entryDescription.hasPrefix(c.message) ?? false)
-            }
-        }
+        try expectEveryFormatRejects(tree) { $0.entryDescription.hasPrefix(c.message) }
     }
 
     @Test func needsASection() throws {

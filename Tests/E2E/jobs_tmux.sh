@@ -32,13 +32,19 @@ alive_for() {
 }
 # The layer table's rows: the left box (58 columns) of the lines that start with a layer number.
 table_rows() { screen | cut -c1-58 | grep -E "^│ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ " || true; }
-# finite_perplexity: the perplexity of the metrics line, checked finite and above 1.
-finite_perplexity() {
-  local ppl
-  ppl="$(screen | sed -nE 's/.*perplexity ([^ ]+)  \(fp16 cache .*/\1/p' | head -1)"
-  python3 -c "import math, sys; p = float(sys.argv[1]); sys.exit(0 if math.isfinite(p) and p > 1 else 1)" "$ppl" 2>/dev/null \
-    || fail "perplexity '$ppl' is not a finite number above 1"
-  echo "$ppl"
+
+# Presses p, waits for the job to start and for DONE_TEXT on screen, and sets PPL to the perplexity it
+# shows, which must be a finite number above 1 and for the current settings (LABEL names the
+# scenario). It runs in the script's own shell, so a failure prints its FAIL line and the screen.
+measure_perplexity() {
+  local done_text=$1 label=$2
+  T send-keys -t "$SESSION" p
+  alive_for "(Esc cancels)" 10
+  alive_for "$done_text" 240
+  PPL="$(screen | sed -nE 's/.*perplexity ([^ ]+)  \(fp16 cache .*/\1/p' | head -1)"
+  python3 -c "import math, sys; p = float(sys.argv[1]); sys.exit(0 if math.isfinite(p) and p > 1 else 1)" "$PPL" 2>/dev/null \
+    || fail "($label) perplexity '$PPL' is not a finite number above 1"
+  if screen | grep -qF "(settings changed since)"; then fail "($label) perplexity is not for the current settings"; fi
 }
 
 T -f /dev/null new-session -d -s "$SESSION" -x 120 -y 40 "cd '$ROOT' && PS1='READY> ' bash --norc --noprofile -i" \
@@ -86,11 +92,8 @@ T send-keys -t "$SESSION" b
 alive_for "KV budget (% of fp16 bytes at L " 10
 T send-keys -t "$SESSION" BSpace BSpace 6 0 Enter
 alive_for "allocated ranks and bits under 60.0% of fp16" 120
-T send-keys -t "$SESSION" p
-alive_for "(Esc cancels)" 10
-alive_for "fp16 cache" 240
-PPL_B="$(finite_perplexity)"
-screen | grep -qF "(settings changed since)" && fail "(b) perplexity is not for the allocated settings"
+measure_perplexity "fp16 cache" b
+PPL_B=$PPL
 
 # (c) Back to the starting settings, K of layer 0 at rank d_kv (L: +8 up to 192), V left at its
 # 95% rank, the same for every layer (a), then p.
@@ -101,11 +104,8 @@ alive_for "applied layer 0's K and V setting to all layers" 10
 alive_for "rank 192/192  bits 16" 10
 V0="$(table_rows | head -1 | awk '{print $5}')"
 [ "$V0" -lt 192 ] || fail "layer 0 V is not compressed (rank $V0)"
-T send-keys -t "$SESSION" p
-alive_for "(Esc cancels)" 10
-alive_for ") on " 240
-PPL_C="$(finite_perplexity)"
-screen | grep -qF "(settings changed since)" && fail "(c) perplexity is not for the current settings"
+measure_perplexity ") on " c
+PPL_C=$PPL
 
 # The message log lists the jobs of all three, newest last.
 T send-keys -t "$SESSION" M

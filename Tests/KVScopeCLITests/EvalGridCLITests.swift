@@ -73,6 +73,23 @@ import Testing
         var perplexity: Double
         var baseline_mean_nll: Double?
         var baseline_perplexity: Double?
+        var kv_bytes: Double
+    }
+
+    /// DESIGN.md §4's bytes at L = T for a point compressed in `layers` of SmolLM2's 30 (d_kv 192),
+    /// written out here: exact layers 2·L·d_kv·2; per compressed branch min(L,w)·d_kv·2 +
+    /// max(L−w,0)·(r·b/8 + ⌈r/g⌉·4), no metadata at b = 16, r = d_kv without low rank.
+    static func expectedBytes(_ c: Golden.Case, tokens L: Int) -> Double {
+        let dkv = 192, layers = Set(c.layers ?? Array(0..<30))
+        func branch(_ rank: Int?, _ bits: Int) -> Double {
+            let r = min(rank ?? dkv, dkv), g = c.group ?? r
+            let meta = bits == 16 ? 0 : ((r + g - 1) / g) * 4
+            return Double(min(L, c.window) * dkv * 2) + Double(max(L - c.window, 0)) * (Double(r * bits) / 8 + Double(meta))
+        }
+        let exact = Double(2 * L * dkv * 2)
+        return (0..<30).reduce(0.0) { sum, l in
+            sum + (layers.contains(l) ? branch(c.k_rank, c.k_bits) + branch(c.v_rank, c.v_bits) : exact)
+        }
     }
 
     static func eval(text: String, _ options: [String]) throws -> Output {
@@ -92,6 +109,7 @@ import Testing
             let out = try Self.eval(text: g.long.text, c.options)
             let base = try #require(out.baseline_mean_nll, "\(c.name ?? "") reports no baseline")
             #expect(out.n_tokens == g.long.n_tokens)
+            #expect(out.kv_bytes == Self.expectedBytes(c, tokens: g.long.n_tokens), "\(c.name ?? ""): kv_bytes")
             #expect(abs(base - g.long.baseline_mean_nll) < 5e-3, "baseline \(base) vs \(g.long.baseline_mean_nll)")
             let delta = out.mean_nll - base
             #expect(abs(delta - c.delta_nll) < c.tolerance,
@@ -114,6 +132,7 @@ import Testing
         for c in g.grid.cases {
             let out = try Self.eval(text: g.grid.text, c.options + ["--no-baseline"])
             #expect(out.baseline_mean_nll == nil)
+            #expect(out.kv_bytes == Self.expectedBytes(c, tokens: g.grid.n_tokens), "\(c.options): kv_bytes")
             let delta = out.mean_nll - baseline.mean_nll
             worst = max(worst, abs(delta - c.delta_nll))
             #expect(c.layers?.count == 1)
