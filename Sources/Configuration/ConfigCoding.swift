@@ -17,7 +17,9 @@ extension KVScopeConfig {
                 ("hidden_size", .int(model.hiddenSize)),
                 ("d_kv", .int(model.dKV)),
                 ("sha256", .string(model.sha256)),
-            ])),
+            ] + (model.slidingWindow.map { w in
+                [("sliding_window", ConfigValue.int(w)), ("sliding_layers", .array(model.slidingLayers.map { .int($0) }))]
+            } ?? []))),
         ]
         if let kv = kvCache {
             var section: [(key: String, value: ConfigValue)] = [
@@ -234,11 +236,33 @@ struct ConfigReader {
 
     func modelReference(_ v: ConfigValue) throws -> ModelReference {
         let e = "model"
-        let m = try object(v, e, keys: ["path", "architecture", "n_layers", "hidden_size", "d_kv", "sha256"],
+        let m = try object(v, e, keys: ["path", "architecture", "n_layers", "hidden_size", "d_kv", "sha256",
+                                        "sliding_window", "sliding_layers"],
                            required: ["path", "architecture", "n_layers", "hidden_size", "d_kv", "sha256"])
+        let window = try optionalInt(m, e, "sliding_window")
+        var layers: [Int] = []
+        if let list = member(m, "sliding_layers") {
+            guard window != nil else { throw ConfigError(entry: "model.sliding_layers", "given without model.sliding_window") }
+            guard case .array(let items) = list else {
+                throw ConfigError(entry: "model.sliding_layers", "expected an array, found \(list.kindName)")
+            }
+            for (i, item) in items.enumerated() {
+                guard case .int(let layer) = item, layer >= 0 else {
+                    throw ConfigError(entry: "model.sliding_layers[\(i)]", "expected a layer index ≥ 0, found \(describe(item))")
+                }
+                guard !layers.contains(layer) else { throw ConfigError(entry: "model.sliding_layers[\(i)]", "layer \(layer) is listed twice") }
+                layers.append(layer)
+            }
+        }
+        if let window, window < 1 { throw ConfigError(entry: "model.sliding_window", "must be positive, found \(window)") }
+        let n = try int(m, e, "n_layers")
+        if let bad = layers.first(where: { $0 >= n }) {
+            throw ConfigError(entry: "model.sliding_layers", "layer \(bad) is beyond the model's \(n) layers")
+        }
         return ModelReference(path: try string(m, e, "path"), architecture: try string(m, e, "architecture"),
-                              nLayers: try int(m, e, "n_layers"), hiddenSize: try int(m, e, "hidden_size"),
-                              dKV: try int(m, e, "d_kv"), sha256: try string(m, e, "sha256"))
+                              nLayers: n, hiddenSize: try int(m, e, "hidden_size"),
+                              dKV: try int(m, e, "d_kv"), sha256: try string(m, e, "sha256"),
+                              slidingWindow: window, slidingLayers: layers)
     }
 
     func kvSection(_ v: ConfigValue) throws -> KVCacheSection {

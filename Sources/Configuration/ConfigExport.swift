@@ -68,7 +68,7 @@ public enum ConfigExport {
             let type = ggufType(bits: l.bits)
             mapping[l.bits] = type
             if l.outlierFraction > 0 { outliers += 1 }
-            let pattern = "^" + l.tensor.replacingOccurrences(of: ".", with: "\\.") + "$"
+            let pattern = "^" + ggufTensorName(l.tensor).replacingOccurrences(of: ".", with: "\\.") + "$"
             arguments += ["--tensor-type", "\(pattern)=\(type.lowercased())"]
         }
         var notes = ["bits → GGUF type: " + mapping.keys.sorted().map { "\($0)→\(mapping[$0] ?? "")" }.joined(separator: ", ")]
@@ -77,6 +77,21 @@ public enum ConfigExport {
             notes.append("\(outliers) tensors plan fp16 outliers, which GGUF types cannot hold: they are quantized without them")
         }
         return (arguments, notes)
+    }
+
+    /// The GGUF name of a layer matrix: an HF name (`model.layers.N.self_attn.q_proj.weight`, a
+    /// plan made on a checkpoint folder) maps through ``TensorFiles/Architecture/TensorNames`` (the
+    /// matrices are named alike in every family); a GGUF name stays.
+    static func ggufTensorName(_ name: String) -> String {
+        let prefix = "model.layers."
+        guard name.hasPrefix(prefix) else { return name }
+        let rest = name.dropFirst(prefix.count)
+        guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return name }
+        let suffix = String(rest[rest.index(after: dot)...])
+        let names = Architecture.TensorNames.common
+        guard let role = names.huggingFace.first(where: { $0.value == suffix })?.key,
+              let gguf = names.gguf(layer, role) else { return name }
+        return gguf
     }
 
     /// Palu's `head_wise_ranks`: for each `model.layers.N.self_attn.{k,v}_proj`, a list of ranks, one

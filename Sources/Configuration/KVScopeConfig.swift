@@ -48,9 +48,17 @@ public struct ModelReference: Sendable, Equatable {
     public var dKV: Int
     /// Lower-case hex SHA-256 of the model file.
     public var sha256: String
+    /// The sliding-window length of the layers in ``slidingLayers`` (Gemma 3); nil without one.
+    /// Those layers' caches hold at most this many positions, in the memory model too.
+    public var slidingWindow: Int?
+    /// The layers (0-based, ascending) that attend through the sliding window.
+    public var slidingLayers: [Int]
 
     /// A model reference.
-    public init(path: String, architecture: String, nLayers: Int, hiddenSize: Int, dKV: Int, sha256: String) {
+    public init(path: String, architecture: String, nLayers: Int, hiddenSize: Int, dKV: Int, sha256: String,
+                slidingWindow: Int? = nil, slidingLayers: [Int] = []) {
+        self.slidingWindow = slidingWindow
+        self.slidingLayers = slidingWindow == nil ? [] : slidingLayers.sorted()
         self.path = path
         self.architecture = architecture
         self.nLayers = nLayers

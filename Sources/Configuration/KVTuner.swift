@@ -107,26 +107,27 @@ public enum KVTuner {
                             settings: KVTuneSettings, budget: Double) throws -> Plan {
         let ranks = rankChoices(kvSize: kvSize, minRank: settings.minRank, step: settings.rankStep)
         guard !ranks.isEmpty else { throw ConfigError(entry: "min_rank", "\(settings.minRank) exceeds d_kv \(kvSize)") }
-        var options: [(BranchSetting, Double)] = []
+        var options: [BranchSetting] = []
         for r in ranks {
-            for b in settings.bitsChoices {
-                let s = try BranchSetting(rank: r, bits: b)
-                options.append((s, try memory.branchBytes(s, contextLength: settings.contextLength)))
-            }
+            for b in settings.bitsChoices { options.append(try BranchSetting(rank: r, bits: b)) }
         }
+        // Bytes per layer: a sliding-window layer's cache holds at most W positions, so compressing
+        // it saves little (nothing when W ≤ the exact window) and the allocator spends no budget there.
         var items: [[AllocationOption]] = []
         for layer in 0..<layerCount {
+            let bytes = try options.map { try memory.branchBytes($0, contextLength: settings.contextLength, layer: layer) }
             for kind in [ProjectionKind.k, .v] {
-                items.append(try options.map { s, bytes in
-                    AllocationOption(bytes: bytes, cost: try cost(model, layer: layer, kind: kind, rank: s.rank, bits: s.bits,
-                                                                  groupSize: settings.groupSize))
+                items.append(try options.indices.map { i in
+                    let s = options[i]
+                    return AllocationOption(bytes: bytes[i], cost: try cost(model, layer: layer, kind: kind, rank: s.rank, bits: s.bits,
+                                                                            groupSize: settings.groupSize))
                 })
             }
         }
         let result = try BudgetAllocator.solve(items, budget: budget)
         var layers: [KVLayerEntry] = []
         for layer in 0..<layerCount {
-            layers.append(KVLayerEntry(layer: layer, k: options[result.choices[2 * layer]].0, v: options[result.choices[2 * layer + 1]].0))
+            layers.append(KVLayerEntry(layer: layer, k: options[result.choices[2 * layer]], v: options[result.choices[2 * layer + 1]]))
         }
         return Plan(layers: layers, totalCost: result.totalCost, totalEnergy: try energy(model, layerCount: layerCount),
                     bytes: try memory.totalBytes(layers.map(\.setting), contextLength: settings.contextLength), budget: budget)

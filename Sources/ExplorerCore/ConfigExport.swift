@@ -42,7 +42,8 @@ public struct ExplorerConfigIdentity: Sendable, Equatable {
             sha256 = try ModelHashCache.sha256(ofFile: session.path, environment: environment)
         }
         model = ModelReference(path: path, architecture: hp.architecture, nLayers: hp.nLayers,
-                               hiddenSize: hp.hiddenSize, dKV: hp.kvDim, sha256: sha256)
+                               hiddenSize: hp.hiddenSize, dKV: hp.kvDim, sha256: sha256,
+                               slidingWindow: hp.slidingWindow, slidingLayers: hp.slidingLayers.sorted())
         self.calibration = reference ?? calibration.map { Self.calibrationReference($0, session: session) }
     }
 

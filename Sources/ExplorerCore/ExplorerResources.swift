@@ -1,4 +1,5 @@
 import Foundation
+import Inference
 import KVCompression
 import LinearAlgebra
 import Quantization
@@ -22,6 +23,9 @@ public struct ExplorerModelInfo: Sendable, Equatable {
     public var contextLength: Int?
     /// Whether the file holds a whole model that the forward pass can run (needed for perplexity).
     public var canRunInference: Bool
+    /// Sliding-window layers (Gemma 3): their cache holds at most `slidingWindow` positions.
+    public var slidingWindow: Int?
+    public var slidingLayers: Set<Int> = []
     /// Whether every layer weight matrix can be read, so weight error tables can be computed (a
     /// bundle without its source model only offers its shipped tables).
     public var canComputeWeightTables: Bool
@@ -181,13 +185,15 @@ public struct ExplorerResources: @unchecked Sendable {
             }
         }
         let fullPath = session.fullModelPath
-        let info = ExplorerModelInfo(
+        var info = ExplorerModelInfo(
             name: URL(fileURLWithPath: session.path).lastPathComponent, path: session.path,
             architecture: hp.architecture, layerCount: hp.nLayers, hiddenSize: hp.hiddenSize, kvSize: hp.kvDim,
             contextLength: hp.contextLength,
-            canRunInference: full?.format == .gguf && hp.architecture == "llama" && fullPath != nil
+            canRunInference: full.map { ModelLoader.architecture(of: $0) != nil } == true && fullPath != nil
                 && full?.catalog.entry(layer: nil, role: .embed) != nil,
             canComputeWeightTables: full != nil)
+        info.slidingWindow = hp.slidingWindow
+        info.slidingLayers = hp.slidingLayers
         return ExplorerResources(info: info, weightSpectra: spectra, kvSpectra: kv, errorModel: nil, tensors: tensors,
                                  weightTables: cache, weightChoices: shipped)
     }

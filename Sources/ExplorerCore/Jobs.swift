@@ -93,7 +93,7 @@ public final class ExplorerJobs: @unchecked Sendable {
     /// The text perplexity is measured on.
     public let evalTextPath: String?
     private let lock = NSLock()
-    private var llama: (model: LlamaModel, tokenizer: BPETokenizer)?
+    private var llama: (model: TransformerModel, tokenizer: Tokenizer)?
 
     /// Job bodies for `session`.
     public init(session: ModelSession, calibration: CalibrationStatistics?, evalTextPath: String?,
@@ -145,7 +145,7 @@ public final class ExplorerJobs: @unchecked Sendable {
     }
 
     /// The model and tokenizer for perplexity, loaded once (a bundle's source model when present).
-    func loadLlama() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+    func loadLlama() throws -> (model: TransformerModel, tokenizer: Tokenizer) {
         if let l = lock.withLock({ llama }) { return l }
         let l = try session.inferenceModel()
         lock.withLock { llama = l }
@@ -220,7 +220,8 @@ public final class ExplorerJobs: @unchecked Sendable {
         let info = state.resources.info
         let tune = tuneSettings(settings, basis: model.basisKind)
         let memory = try BiBranchMemoryModel(kvSize: info.kvSize, hiddenSize: info.hiddenSize, window: tune.window,
-                                             groupSize: tune.groupSize, basis: tune.basis)
+                                             groupSize: tune.groupSize, basis: tune.basis,
+                                             slidingWindow: info.slidingWindow, slidingLayers: info.slidingLayers)
         let quantized = tune.bitsChoices.filter { $0 < 16 && !model.isFilled(bits: $0, groupSize: tune.groupSize) }
         try model.fillQuantizedTables(bits: quantized, groupSize: tune.groupSize,
                                       progress: { d, t in progress(0.95 * Double(d) / Double(max(t, 1))) }, cancellation: flag)

@@ -33,7 +33,8 @@ public enum ExplorerMetrics {
         let info = state.resources.info
         return try? BiBranchMemoryModel(kvSize: info.kvSize, hiddenSize: info.hiddenSize, window: state.settings.window,
                                         groupSize: state.settings.groupSize,
-                                        basis: state.resources.errorModel?.basisKind ?? .weights)
+                                        basis: state.resources.errorModel?.basisKind ?? .weights,
+                                        slidingWindow: info.slidingWindow, slidingLayers: info.slidingLayers)
     }
 
     /// The settings as the memory model's checked values.
@@ -48,7 +49,7 @@ public enum ExplorerMetrics {
     public static func kvMemory(_ state: ExplorerState) -> KVMemoryFigures? {
         guard let model = memoryModel(state), let layers = layerSettings(state.settings) else { return nil }
         let (l, n) = (state.settings.contextLength, state.settings.batch)
-        guard let perLayer = try? layers.map({ try model.layerBytes($0, contextLength: l, batch: n) }),
+        guard let perLayer = try? layers.indices.map({ try model.layerBytes(layers[$0], contextLength: l, batch: n, layer: $0) }),
               let baseline = try? model.baselineTotalBytes(layerCount: layers.count, contextLength: l, batch: n),
               let effective = try? model.effectiveRatio(layers, contextLength: l, batch: n),
               let nominal = try? model.nominalRatio(layers),

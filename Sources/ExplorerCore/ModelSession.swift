@@ -148,7 +148,7 @@ public final class ModelSession: Sendable {
     /// Loads the full model for inference (dequantized once) with its tokenizer.
     /// - Throws: ``TensorFileError`` when the full model is absent (a bundle without its source) or
     ///   unreadable; ``InferenceError`` for an unsupported model.
-    public func inferenceModel() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+    public func inferenceModel() throws -> (model: TransformerModel, tokenizer: Tokenizer) {
         try Self.inferenceModel(from: try fullModel())
     }
 
@@ -159,16 +159,10 @@ public final class ModelSession: Sendable {
         return full
     }
 
-    /// The dense llama model and its tokenizer from an opened GGUF. The opened model's metadata is
-    /// compact (no long arrays); the tokenizer reads the file's full metadata.
-    /// - Throws: ``TensorFileError`` for a file that is not GGUF; ``InferenceError`` for an unsupported model.
-    public static func inferenceModel(from full: OpenedModel) throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
-        guard let gguf = full.file as? GGUFFile else {
-            throw TensorFileError(path: full.file.path, "inference needs a llama GGUF model")
-        }
-        let metadata = gguf.metadata
-        return (try LlamaModel(weights: DenseLlamaWeights(gguf: gguf, metadata: metadata)),
-                try BPETokenizer(metadata: metadata))
+    /// The dense model and its tokenizer from an opened GGUF or HF checkpoint (``Inference/ModelLoader``).
+    /// - Throws: ``TensorFileError`` for unreadable files; ``InferenceError`` for an unsupported model.
+    public static func inferenceModel(from full: OpenedModel) throws -> (model: TransformerModel, tokenizer: Tokenizer) {
+        try ModelLoader.load(full)
     }
 
     func missingSourceModel() -> TensorFileError {
@@ -184,7 +178,7 @@ public final class ModelSession: Sendable {
     ///   - model: an already loaded model (else it is loaded).
     ///   - progress: (layers done, total) of the capture.
     /// - Throws: as ``inferenceModel()`` and ``Inference/CalibrationCapture/run(model:tokenizer:text:sampleCount:seed:maxSequenceLength:progress:cancellation:)``.
-    public func calibration(text: CalibrationText, model: (model: LlamaModel, tokenizer: BPETokenizer)? = nil,
+    public func calibration(text: CalibrationText, model: (model: TransformerModel, tokenizer: Tokenizer)? = nil,
                             useCache: Bool = true, sampleCount: Int = ModelSession.defaultSampleCount, preferBundle: Bool = true,
                             progress: ((Int, Int) -> Void)? = nil,
                             cancellation: CancellationFlag? = nil) throws -> CalibrationStatistics {
@@ -193,7 +187,10 @@ public final class ModelSession: Sendable {
         let cache = CalibrationCache(directory: CalibrationCache.defaultDirectory())
         let url = cache.fileURL(modelIdentity: try CalibrationCache.modelIdentity(path: full), textSHA256: text.sha256,
                                 sampleCount: sampleCount, seed: 0, maxSequenceLength: CalibrationCapture.defaultMaxSequenceLength)
-        if useCache, let hit = cache.load(url, textSHA256: text.sha256) { return hit.statistics }
+        // Files cached before the per-channel means were kept are recaptured.
+        if useCache, let hit = cache.load(url, textSHA256: text.sha256), hit.statistics.layers.allSatisfy({ $0.keyMean != nil }) {
+            return hit.statistics
+        }
         let loaded = try model ?? inferenceModel()
         let (statistics, provenance) = try CalibrationCapture.run(
             model: loaded.model, tokenizer: loaded.tokenizer, text: text, sampleCount: sampleCount,
@@ -205,8 +202,24 @@ public final class ModelSession: Sendable {
     /// K/V spectra (DESIGN.md §4, "kv") from calibration statistics: σᵢ = √λᵢ of the pre-RoPE
     /// KᵀK and VᵀV, or with `postRoPE` of the post-RoPE KᵀK (V has no RoPE: its spectrum is unchanged).
     /// - Throws: ``KVCompressionError`` when a Gram is missing (no post-RoPE Gram) or the eigensolver fails.
-    public static func kvSpectra(_ statistics: CalibrationStatistics, postRoPE: Bool = false) throws -> [LayerSpectra] {
-        try statistics.layers.map { layer in
+    ///
+    /// With `centered`, the per-channel mean over tokens is removed first (XᵀX − T·μμᵀ): Qwen2's K
+    /// bias puts most of the uncentered energy in one direction (r99 = 1 on most layers).
+    public static func kvSpectra(_ statistics: CalibrationStatistics, postRoPE: Bool = false,
+                                 centered: Bool = false) throws -> [LayerSpectra] {
+        if centered {
+            guard !postRoPE else { throw KVCompressionError.invalidArgument("centered spectra are of pre-RoPE K and V only") }
+            return try statistics.layers.map { layer in
+                guard let k = layer.centeredGram(.k, tokenCount: statistics.tokenCount),
+                      let v = layer.centeredGram(.v, tokenCount: statistics.tokenCount) else {
+                    throw KVCompressionError.invalidArgument(
+                        "layer \(layer.layer): the statistics have no per-channel means (written by an older kvscope; capture them again)")
+                }
+                return LayerSpectra(layer: layer.layer, k: try Spectrum(gram: k, rows: statistics.tokenCount),
+                                    v: try Spectrum(gram: v, rows: statistics.tokenCount))
+            }
+        }
+        return try statistics.layers.map { layer in
             var keyGram = layer.keyGram
             if postRoPE {
                 guard let rotated = layer.keyGramPostRoPE else {

@@ -58,7 +58,7 @@ extension ModelSession {
     /// is a bundle of that text and `preferBundle`, else a capture (``calibration(text:model:useCache:sampleCount:preferBundle:progress:cancellation:)``).
     /// - Throws: as ``calibration(text:model:useCache:sampleCount:preferBundle:progress:cancellation:)``; a missing text.
     public func calibrationRecord(textPath: String, preferBundle: Bool = true, sampleCount: Int = defaultSampleCount,
-                                  model: (model: LlamaModel, tokenizer: BPETokenizer)? = nil, useCache: Bool = true,
+                                  model: (model: TransformerModel, tokenizer: Tokenizer)? = nil, useCache: Bool = true,
                                   progress: ((Int, Int) -> Void)? = nil,
                                   cancellation: CancellationFlag? = nil) throws -> SessionCalibration {
         let text = try CalibrationText(path: textPath)
@@ -86,7 +86,7 @@ extension ModelSession {
     ///   - modelSHA256: the config's `model.sha256`, which a bundle must have been extracted from.
     /// - Throws: ``Configuration/ConfigError`` naming the config and the entry that does not hold; capture errors.
     public func calibration(recordedIn reference: CalibrationReference, configPath: String, modelSHA256: String?,
-                            model: (model: LlamaModel, tokenizer: BPETokenizer)? = nil,
+                            model: (model: TransformerModel, tokenizer: Tokenizer)? = nil,
                             progress: ((Int, Int) -> Void)? = nil,
                             cancellation: CancellationFlag? = nil) throws -> CalibrationStatistics {
         let entry = "kv_cache.calibration"

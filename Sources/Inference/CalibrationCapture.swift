@@ -47,7 +47,7 @@ public enum CalibrationCapture {
 
     /// The token sequences a text is run as: the whole text when it fits, else consecutive
     /// independent pieces of at most `maxSequenceLength` tokens (each with BOS when the tokenizer adds one).
-    public static func sequences(tokenizer: BPETokenizer, text: String, maxSequenceLength: Int) -> [[Int32]] {
+    public static func sequences(tokenizer: Tokenizer, text: String, maxSequenceLength: Int) -> [[Int32]] {
         let all = tokenizer.encode(text)
         let limit = max(maxSequenceLength, 2)
         guard all.count > limit else { return [all] }
@@ -78,7 +78,7 @@ public enum CalibrationCapture {
     ///     (recorded in the provenance).
     ///   - progress: (sequences·layers done, total).
     /// - Throws: ``InferenceError/cancelled``, forward-pass and accumulator errors.
-    public static func run(model: LlamaModel, tokenizer: BPETokenizer, text: CalibrationText,
+    public static func run(model: TransformerModel, tokenizer: Tokenizer, text: CalibrationText,
                            sampleCount: Int = 512, seed: UInt64 = 0,
                            maxSequenceLength: Int = defaultMaxSequenceLength, inputMoments: Bool = false,
                            progress: ((Int, Int) -> Void)? = nil,
@@ -93,7 +93,7 @@ public enum CalibrationCapture {
     /// Calibration statistics of `model` over token sequences already split (see
     /// ``sequences(tokenizer:text:maxSequenceLength:)``), summed in order as one text.
     /// - Throws: as ``run(model:tokenizer:text:sampleCount:seed:maxSequenceLength:inputMoments:progress:cancellation:)``.
-    public static func run(model: LlamaModel, sequences pieces: [[Int32]], textSHA256: String, textName: String,
+    public static func run(model: TransformerModel, sequences pieces: [[Int32]], textSHA256: String, textName: String,
                            sampleCount: Int = 512, seed: UInt64 = 0,
                            maxSequenceLength: Int = defaultMaxSequenceLength, inputMoments: Bool = false,
                            progress: ((Int, Int) -> Void)? = nil,

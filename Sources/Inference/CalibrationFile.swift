@@ -96,6 +96,8 @@ public enum CalibrationFile {
             try gram(p + "k.gram", layer.keyGram)
             try gram(p + "v.gram", layer.valueGram)
             if let rotated = layer.keyGramPostRoPE { try gram(p + "k_rope.gram", rotated) }
+            if let mean = layer.keyMean { try w.add(p + "k.mean", floats: mean, shape: [mean.count]) }
+            if let mean = layer.valueMean { try w.add(p + "v.mean", floats: mean, shape: [mean.count]) }
             let sampleType: SafeTensorsDType = encoding.halfSamples ? .f16 : .f32
             try w.add(p + "sample.x", matrix: layer.sampleInputs, as: sampleType)
             try w.add(p + "sample.k", matrix: layer.sampleKeys, as: sampleType)
@@ -196,6 +198,8 @@ public enum CalibrationFile {
             guard let k = try gram(p + "k.gram", size: dkv) else { throw fail("missing", "tensor \(p)k.gram") }
             guard let v = try gram(p + "v.gram", size: dkv) else { throw fail("missing", "tensor \(p)v.gram") }
             let rotated = try gram(p + "k_rope.gram", size: dkv)
+            let keyMean = info(p + "k.mean") == nil ? nil : try required(p + "k.mean", shape: [dkv])
+            let valueMean = info(p + "v.mean") == nil ? nil : try required(p + "v.mean", shape: [dkv])
             func samples(_ name: String, _ cols: Int) throws -> Matrix {
                 if s == 0 && info(p + name) == nil { return Matrix(rows: 0, cols: cols) }
                 guard let m = try matrix(p + name, rows: s, cols: cols) else { throw fail("missing", "tensor \(p)\(name)") }
@@ -203,6 +207,7 @@ public enum CalibrationFile {
             }
             result.append(LayerCalibration(
                 layer: layer, inputs: inputs, keyGram: k, valueGram: v, keyGramPostRoPE: rotated,
+                keyMean: keyMean, valueMean: valueMean,
                 sampleInputs: try samples("sample.x", d), sampleKeys: try samples("sample.k", dkv),
                 sampleValues: try samples("sample.v", dkv)))
         }

@@ -133,10 +133,12 @@ public struct CompressionSettings: Sendable, Equatable {
 
     /// The bi-branch memory model of these settings (DESIGN.md §4).
     /// - Throws: ``KVCompressionError`` for invalid sizes.
-    public func memoryModel(configuration c: LlamaConfiguration) throws -> BiBranchMemoryModel {
+    public func memoryModel(configuration c: ModelConfiguration) throws -> BiBranchMemoryModel {
         let lowRank = branches(layerCount: c.layerCount, kvDimension: c.kvDimension).contains { $0.rank != nil }
         return try BiBranchMemoryModel(kvSize: c.kvDimension, hiddenSize: c.hiddenSize, window: window,
-                                       groupSize: groupSize, basis: lowRank ? basis : .activations)
+                                       groupSize: groupSize, basis: lowRank ? basis : .activations,
+                                       slidingWindow: c.slidingWindow,
+                                       slidingLayers: Set(c.slidingLayers.indices.filter { c.slidingLayers[$0] }))
     }
 
     /// The KV-cache policy of these settings on `model`.
@@ -150,7 +152,7 @@ public struct CompressionSettings: Sendable, Equatable {
     ///   - progress: (layers done, layer count).
     /// - Throws: ``InferenceError/invalidPolicy(_:)`` when calibration data is missing or does not
     ///   fit the model; KVCompression errors.
-    public func policy(model: LlamaModel, calibration: CalibrationStatistics?,
+    public func policy(model: TransformerModel, calibration: CalibrationStatistics?,
                        progress: ((Int, Int) -> Void)? = nil,
                        cancellation: CancellationFlag? = nil) throws -> BiBranchKVCache {
         let c = model.configuration
@@ -229,7 +231,7 @@ public struct CompressionSettings: Sendable, Equatable {
     }
 }
 
-extension LlamaModel {
+extension TransformerModel {
     /// W_k or W_v of `layer` as [d_kv, d] in HF row order (a GGUF's adjacent-pair permutation of K
     /// undone by the catalog's ``ModelCatalog/undoRoPEPermutation(_:heads:path:name:)``).
     public func projectionHF(layer: Int, kind: ProjectionKind) throws -> Matrix {

@@ -47,7 +47,7 @@ public enum Perplexity {
     /// - Throws: ``InferenceError/invalidPolicy(_:)`` for fewer than 2 tokens (nothing to predict),
     ///   ``InferenceError/nonFinite(_:)`` when the mean NLL is NaN or infinite,
     ///   ``InferenceError/cancelled``, and forward-pass errors.
-    public static func evaluate(model: LlamaModel, tokens: [Int32], policy: any KVCachePolicy = ExactKVCache(),
+    public static func evaluate(model: TransformerModel, tokens: [Int32], policy: any KVCachePolicy = ExactKVCache(),
                                 progress: ((Double) -> Void)? = nil,
                                 cancellation: CancellationFlag? = nil) throws -> PerplexityResult {
         guard tokens.count >= 2 else {
@@ -80,7 +80,7 @@ public enum Perplexity {
     }
 
     /// Perplexity of `text` read verbatim: tokenized by `tokenizer` (BOS first only when it adds one).
-    public static func evaluate(model: LlamaModel, tokenizer: BPETokenizer, text: String,
+    public static func evaluate(model: TransformerModel, tokenizer: Tokenizer, text: String,
                                 policy: any KVCachePolicy = ExactKVCache(), progress: ((Double) -> Void)? = nil,
                                 cancellation: CancellationFlag? = nil) throws -> PerplexityResult {
         try evaluate(model: model, tokens: tokenizer.encode(text), policy: policy, progress: progress,

@@ -5,6 +5,10 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
     case gpt2
     /// Every digit on its own, then the GPT-2 regex on what is between (llama.cpp "smollm").
     case smollm
+    /// The Llama 3 regex (llama.cpp "llama-bpe"): numbers in runs of up to three digits.
+    case llama3
+    /// The Qwen2 regex (llama.cpp "qwen2"): the Llama 3 regex with every digit on its own.
+    case qwen2
 
     /// The pre-tokenizer that a `tokenizer.ggml.pre` value names.
     /// - Throws: ``InferenceError/unsupportedTokenizer(_:)`` for names this module does not implement.
@@ -12,6 +16,8 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
         switch ggmlName {
         case "gpt2", "default", "gpt-2": self = .gpt2
         case "smollm": self = .smollm
+        case "llama-bpe", "llama3": self = .llama3
+        case "qwen2": self = .qwen2
         default: throw InferenceError.unsupportedTokenizer("pre-tokenizer \"\(ggmlName)\"")
         }
     }
@@ -33,6 +39,10 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
                 start = i + 1
             }
             if start < scalars.count { GPT2Pattern.split(scalars, start..<scalars.count, into: &words) }
+        case .llama3:
+            Llama3Pattern.split(scalars, maxDigits: 3, into: &words)
+        case .qwen2:
+            Llama3Pattern.split(scalars, maxDigits: 1, into: &words)
         }
         return words
     }
@@ -110,5 +120,73 @@ enum GPT2Pattern {
         while j < end && cls(j) == .whitespace { j += 1 }
         if j < end && j - i > 1 { return j - i - 1 }
         return j - i
+    }
+}
+
+/// A hand-written scanner equivalent to the Llama 3 / Qwen2 pre-tokenizer regex
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,D}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+/// with D = 3 (Llama 3) or 1 (Qwen2), alternatives tried in order at each position.
+enum Llama3Pattern {
+    static func split(_ text: [Unicode.Scalar], maxDigits: Int, into words: inout [Range<Int>]) {
+        let classes = text.map(CharacterClass.of)
+        var i = 0
+        while i < text.count {
+            let length = matchLength(text, classes, at: i, maxDigits: maxDigits)
+            words.append(i..<(i + length))
+            i += length
+        }
+    }
+
+    @inline(__always)
+    static func isNewline(_ s: Unicode.Scalar) -> Bool { s == "\r" || s == "\n" }
+
+    /// Length (≥ 1) of the match at `i`.
+    static func matchLength(_ text: [Unicode.Scalar], _ cls: [CharacterClass], at i: Int, maxDigits: Int) -> Int {
+        let end = text.count
+        let c = text[i]
+        // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+        if c == "'" && i + 1 < end {
+            let n = lower(text[i + 1])
+            if n == "s" || n == "t" || n == "m" || n == "d" { return 2 }
+            if i + 2 < end {
+                let m = lower(text[i + 2])
+                if (n == "r" && m == "e") || (n == "v" && m == "e") || (n == "l" && m == "l") { return 3 }
+            }
+        }
+        // [^\r\n\p{L}\p{N}]?\p{L}+
+        var start = i
+        if cls[i] != .letter && cls[i] != .number && !isNewline(c) && i + 1 < end && cls[i + 1] == .letter { start = i + 1 }
+        if cls[start] == .letter {
+            var j = start + 1
+            while j < end && cls[j] == .letter { j += 1 }
+            return j - i
+        }
+        // \p{N}{1,D}
+        if cls[i] == .number {
+            var j = i + 1
+            while j < end && j - i < maxDigits && cls[j] == .number { j += 1 }
+            return j - i
+        }
+        // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+        start = c == " " && i + 1 < end && cls[i + 1] == .other ? i + 1 : i
+        if cls[start] == .other {
+            var j = start + 1
+            while j < end && cls[j] == .other { j += 1 }
+            while j < end && isNewline(text[j]) { j += 1 }
+            return j - i
+        }
+        // What is left starts with whitespace.
+        var j = i
+        while j < end && cls[j] == .whitespace { j += 1 }
+        // \s*[\r\n]+ : up to the last newline of the whitespace run.
+        if let last = (i..<j).last(where: { isNewline(text[$0]) }) { return last + 1 - i }
+        // \s+(?!\S) | \s+
+        if j < end && j - i > 1 { return j - i - 1 }
+        return j - i
+    }
+
+    @inline(__always)
+    static func lower(_ s: Unicode.Scalar) -> Unicode.Scalar {
+        (s.value >= 0x41 && s.value <= 0x5A) ? Unicode.Scalar(s.value + 0x20) ?? s : s
     }
 }

@@ -127,7 +127,7 @@ public enum SampleBundleWriter {
 
         let gguf = try GGUFFile(path: modelPath)
         let metadata = gguf.metadata
-        let configuration = try LlamaConfiguration(ggufMetadata: metadata)
+        let configuration = try ModelConfiguration(ggufMetadata: metadata)
 
         // 1. K/V weights: raw quant blocks copied, architecture metadata, no tokenizer.
         var writer = GGUFWriter()
@@ -146,8 +146,8 @@ public enum SampleBundleWriter {
         try writer.write(to: dir.appendingPathComponent(names.kv_weights).path)
 
         // 2. Calibration statistics on the text.
-        let model = try LlamaModel(weights: DenseLlamaWeights(gguf: gguf, metadata: metadata))
-        let tokenizer = try BPETokenizer(metadata: metadata)
+        let model = try TransformerModel(weights: DenseModelWeights(gguf: gguf, metadata: metadata))
+        let tokenizer = try Tokenizer(metadata: metadata)
         let (statistics, provenanceBase) = try CalibrationCapture.run(
             model: model, tokenizer: tokenizer, text: text, sampleCount: sampleCount,
             progress: { progress?("calibration", $0, $1) }, cancellation: cancellation)

@@ -28,6 +28,8 @@ public struct CalibrationAccumulator: Sendable {
     struct Moments: Sendable {
         var gram: [Double]
         var absSum: [Double]
+        /// Σ x per channel (for the per-channel mean of K and V).
+        var sum: [Double]
         var rows = 0
         let width: Int
         let keepGram: Bool
@@ -37,6 +39,7 @@ public struct CalibrationAccumulator: Sendable {
             self.keepGram = keepGram
             gram = keepGram ? [Double](repeating: 0, count: width * width) : []
             absSum = [Double](repeating: 0, count: width)
+            sum = [Double](repeating: 0, count: width)
         }
     }
 
@@ -152,6 +155,8 @@ public struct CalibrationAccumulator: Sendable {
                 layer: layer, inputs: inputs,
                 keyGram: Self.gramMatrix(state.key), valueGram: Self.gramMatrix(state.value),
                 keyGramPostRoPE: state.keyPostRoPE.rows > 0 ? Self.gramMatrix(state.keyPostRoPE) : nil,
+                keyMean: state.key.rows > 0 ? state.key.sum.map { Float($0 / Double(state.key.rows)) } : nil,
+                valueMean: state.value.rows > 0 ? state.value.sum.map { Float($0 / Double(state.value.rows)) } : nil,
                 sampleInputs: try Matrix(rows: kept.count, cols: hiddenSize, storage: kept.flatMap(\.x)),
                 sampleKeys: try Matrix(rows: kept.count, cols: kvSize, storage: kept.flatMap(\.k)),
                 sampleValues: try Matrix(rows: kept.count, cols: kvSize, storage: kept.flatMap(\.v))))
@@ -181,7 +186,11 @@ public struct CalibrationAccumulator: Sendable {
         guard n > 0 else { return }
         rows.withUnsafeBufferPointer { p in
             for i in 0..<n {
-                for j in 0..<w { m.absSum[j] += Double(abs(p[i * w + j])) }
+                for j in 0..<w {
+                    let x = Double(p[i * w + j])
+                    m.absSum[j] += abs(x)
+                    m.sum[j] += x
+                }
             }
         }
         m.rows += n

@@ -42,6 +42,9 @@ public struct LayerCalibration: Sendable, Equatable {
     public var valueGram: Matrix
     /// KᵀK after RoPE; nil when not captured.
     public var keyGramPostRoPE: Matrix?
+    /// Per-channel means of pre-RoPE K and of V over the tokens (nil in files written before they were kept).
+    public var keyMean: [Float]?
+    public var valueMean: [Float]?
     /// Sampled rows of the attention input X, [s, d].
     public var sampleInputs: Matrix
     /// The same tokens' pre-RoPE keys, [s, d_kv].
@@ -51,7 +54,10 @@ public struct LayerCalibration: Sendable, Equatable {
 
     /// A layer's statistics.
     public init(layer: Int, inputs: [MatrixInput: InputStatistics], keyGram: Matrix, valueGram: Matrix,
-                keyGramPostRoPE: Matrix?, sampleInputs: Matrix, sampleKeys: Matrix, sampleValues: Matrix) {
+                keyGramPostRoPE: Matrix?, keyMean: [Float]? = nil, valueMean: [Float]? = nil,
+                sampleInputs: Matrix, sampleKeys: Matrix, sampleValues: Matrix) {
+        self.keyMean = keyMean
+        self.valueMean = valueMean
         self.layer = layer
         self.inputs = inputs
         self.keyGram = keyGram
@@ -64,6 +70,21 @@ public struct LayerCalibration: Sendable, Equatable {
 
     /// KᵀK or VᵀV (pre-RoPE).
     public func gram(_ kind: ProjectionKind) -> Matrix { kind == .k ? keyGram : valueGram }
+
+    /// The centered Gram (X − 1μᵀ)ᵀ(X − 1μᵀ) = XᵀX − T·μμᵀ of K or V over `tokenCount` tokens, or nil
+    /// when the means were not recorded.
+    public func centeredGram(_ kind: ProjectionKind, tokenCount: Int) -> Matrix? {
+        guard let mean = kind == .k ? keyMean : valueMean else { return nil }
+        var g = gram(kind)
+        let n = g.rows, t = Double(tokenCount)
+        guard mean.count == n else { return nil }
+        g.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n {
+                for j in 0..<n { p[i * n + j] = Float(Double(p[i * n + j]) - t * Double(mean[i]) * Double(mean[j])) }
+            }
+        }
+        return g
+    }
 
     /// Sampled K or V rows.
     public func samples(_ kind: ProjectionKind) -> Matrix { kind == .k ? sampleKeys : sampleValues }

@@ -55,8 +55,26 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
 
     /// A memory model.
     /// - Throws: ``KVCompressionError/invalidArgument(_:)`` for non-positive sizes, a negative window or metadata, or g < 1.
+    /// The sliding-window length W of the layers in ``slidingLayers``: their cache (compressed or
+    /// not, and the baseline's) holds at most W positions, so L is min(L, W) there.
+    public let slidingWindow: Int?
+    /// The layers (0-based) that attend through the sliding window.
+    public let slidingLayers: Set<Int>
+
+    /// The context length a layer's cache holds at L: min(L, W) on a sliding-window layer.
+    public func cachedPositions(layer: Int?, contextLength: Int) -> Int {
+        guard let w = slidingWindow, let layer, slidingLayers.contains(layer) else { return contextLength }
+        return min(contextLength, w)
+    }
+
+    /// Whether compressing `layer` saves anything at context L (a sliding-window layer whose window
+    /// does not exceed the exact window saves nothing).
+    public func canSave(layer: Int, contextLength: Int) -> Bool {
+        cachedPositions(layer: layer, contextLength: contextLength) > window || basis == .fitted
+    }
+
     public init(kvSize: Int, hiddenSize: Int, window: Int, groupSize: Int?, metadataBytesPerGroup: Int = 4,
-                basis: BasisKind) throws {
+                basis: BasisKind, slidingWindow: Int? = nil, slidingLayers: Set<Int> = []) throws {
         guard kvSize > 0, hiddenSize > 0, window >= 0, metadataBytesPerGroup >= 0 else {
             throw KVCompressionError.invalidArgument(
                 "memory model: d_kv \(kvSize), d \(hiddenSize), window \(window), metadata \(metadataBytesPerGroup)")
@@ -68,6 +86,9 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
         self.groupSize = groupSize
         self.metadataBytesPerGroup = metadataBytesPerGroup
         self.basis = basis
+        if let w = slidingWindow, w < 1 { throw KVCompressionError.invalidArgument("sliding window \(w)") }
+        self.slidingWindow = slidingWindow
+        self.slidingLayers = slidingWindow == nil ? [] : slidingLayers
     }
 
     func check(_ s: BranchSetting) throws {
@@ -82,9 +103,11 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
 
     /// Baseline bytes of one layer: 2 · L · d_kv · 2 (K and V in fp16), times N (DESIGN.md §4).
     /// - Throws: ``KVCompressionError/invalidArgument(_:)`` for a negative L or N.
-    public func baselineLayerBytes(contextLength: Int, batch: Int = 1) throws -> Double {
+    /// On a sliding-window `layer` L is min(L, W).
+    public func baselineLayerBytes(contextLength: Int, batch: Int = 1, layer: Int? = nil) throws -> Double {
         try checkContext(contextLength, batch)
-        return Double(batch) * 2 * Double(contextLength) * Double(kvSize) * 2  // DESIGN.md §4 "Bi-branch cache": baseline
+        let l = cachedPositions(layer: layer, contextLength: contextLength)
+        return Double(batch) * 2 * Double(l) * Double(kvSize) * 2  // DESIGN.md §4 "Bi-branch cache": baseline
     }
 
     /// Bytes of one compressed token of a branch: r·b/8 + ⌈r/g⌉·m, with no metadata at b = 16 (DESIGN.md §4).
@@ -98,9 +121,11 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
 
     /// Bytes of K or V of one layer and one sequence at context length L (DESIGN.md §4):
     /// min(L,w)·d_kv·2 + max(L−w,0)·(r·b/8 + ⌈r/g⌉·m), plus min(L,w)·(r·b/8 + ⌈r/g⌉·m) for `fitted`.
+    /// On a sliding-window `layer` L is min(L, W).
     /// - Throws: ``KVCompressionError/invalidArgument(_:)`` for r > d_kv or a negative L.
-    public func branchBytes(_ s: BranchSetting, contextLength: Int) throws -> Double {
+    public func branchBytes(_ s: BranchSetting, contextLength: Int, layer: Int? = nil) throws -> Double {
         try checkContext(contextLength, 1)
+        let contextLength = cachedPositions(layer: layer, contextLength: contextLength)
         let perToken = try compressedTokenBytes(s)
         let exact = min(contextLength, window), compressed = max(contextLength - window, 0)
         // With `fitted`, window tokens also hold features (DESIGN.md §4): they cannot be made from the exact k later.
@@ -108,25 +133,30 @@ public struct BiBranchMemoryModel: Sendable, Hashable {
         return Double(exact) * Double(kvSize) * 2 + Double(featureTokens) * perToken
     }
 
-    /// Bytes of one layer (K + V) at context length L and batch N.
-    /// - Throws: as ``branchBytes(_:contextLength:)``.
-    public func layerBytes(_ setting: LayerKVSetting, contextLength: Int, batch: Int = 1) throws -> Double {
+    /// Bytes of one layer (K + V) at context length L and batch N (`layer`: its index, for sliding windows).
+    /// - Throws: as ``branchBytes(_:contextLength:layer:)``.
+    public func layerBytes(_ setting: LayerKVSetting, contextLength: Int, batch: Int = 1, layer: Int? = nil) throws -> Double {
         try checkContext(contextLength, batch)
-        let perSequence = try branchBytes(setting.k, contextLength: contextLength)
-            + branchBytes(setting.v, contextLength: contextLength)
+        let perSequence = try branchBytes(setting.k, contextLength: contextLength, layer: layer)
+            + branchBytes(setting.v, contextLength: contextLength, layer: layer)
         return Double(batch) * perSequence
     }
 
-    /// Bytes of all layers at context length L and batch N.
-    /// - Throws: as ``branchBytes(_:contextLength:)``.
+    /// Bytes of all layers at context length L and batch N (settings[i] is layer i).
+    /// - Throws: as ``branchBytes(_:contextLength:layer:)``.
     public func totalBytes(_ settings: [LayerKVSetting], contextLength: Int, batch: Int = 1) throws -> Double {
-        try settings.reduce(0) { $0 + (try layerBytes($1, contextLength: contextLength, batch: batch)) }
+        try settings.indices.reduce(0) {
+            $0 + (try layerBytes(settings[$1], contextLength: contextLength, batch: batch, layer: $1))
+        }
     }
 
     /// The fp16 baseline of `layerCount` layers.
     /// - Throws: ``KVCompressionError/invalidArgument(_:)`` for a negative L or N.
+    /// Sliding-window layers count min(L, W) positions, as a real cache holds.
     public func baselineTotalBytes(layerCount: Int, contextLength: Int, batch: Int = 1) throws -> Double {
-        Double(layerCount) * (try baselineLayerBytes(contextLength: contextLength, batch: batch))
+        try (0..<max(layerCount, 0)).reduce(0) {
+            $0 + (try baselineLayerBytes(contextLength: contextLength, batch: batch, layer: $1))
+        }
     }
 
     /// The effective ratio 1 − kvscope/baseline over all layers (DESIGN.md §4); 0 when the baseline is 0.

@@ -53,6 +53,11 @@ public struct ModelHyperparameters: Sendable, Equatable {
     public var normEps: Double?
     /// Whether the output projection reuses the token embedding (no separate output tensor).
     public var tiedEmbeddings: Bool
+    /// The sliding-window length of the layers in ``slidingLayers`` (Gemma 3), nil without one.
+    public var slidingWindow: Int?
+    /// The layers that attend through the sliding window: their cache never holds more than
+    /// ``slidingWindow`` positions.
+    public var slidingLayers: Set<Int> = []
 
     /// d_kv = n_kv_heads × head_dim (DESIGN.md §4): the rows of W_k and W_v.
     public var kvDim: Int { nKVHeads * headDim }
@@ -157,7 +162,7 @@ public struct ModelCatalog: Sendable, Equatable {
         }
         let hp = try ModelCatalog.hyperparameters(family: family, metadata: metadata, parsed: parsed, path: path)
         hyperparameters = hp
-        let ropePermuted = family == .gguf && hp.architecture == "llama"
+        let ropePermuted = family == .gguf && Architecture.gguf(hp.architecture)?.ggufPermutesQK ?? false
         var entries: [CatalogEntry] = []
         entries.reserveCapacity(3 * tensors.count)  // a fused q/k/v tensor becomes three entries
         for (t, p) in parsed {

@@ -264,10 +264,23 @@ extension ModelCatalog {
         }
         let embed = weight(.embed)
         let vocabSize = try required(vocab ?? embed?.shape.first, family == .gguf ? "vocab size" : "vocab_size")
-        return ModelHyperparameters(architecture: architecture, nLayers: nLayers, hiddenSize: hidden, nHeads: nHeads,
-                                    nKVHeads: nKV, headDim: try required(headDim, "head_dim"), vocabSize: vocabSize,
-                                    contextLength: context, ffnSize: ffn, ropeTheta: theta, normEps: eps,
-                                    tiedEmbeddings: family != .bert && weight(.output) == nil)
+        var hp = ModelHyperparameters(architecture: architecture, nLayers: nLayers, hiddenSize: hidden, nHeads: nHeads,
+                                      nKVHeads: nKV, headDim: try required(headDim, "head_dim"), vocabSize: vocabSize,
+                                      contextLength: context, ffnSize: ffn, ropeTheta: theta, normEps: eps,
+                                      tiedEmbeddings: family != .bert && weight(.output) == nil)
+        // Sliding-window layers, from the family's description and the file's window length.
+        let described = family == .gguf ? Architecture.gguf(architecture)
+            : family == .llama ? Architecture.huggingFace(modelType: architecture) : nil
+        if let described, described.slidingWindowPeriod != nil,
+           let window = family == .gguf ? int("\(architecture).attention.sliding_window") : int("sliding_window"), window > 0 {
+            hp.slidingWindow = window
+            if family == .llama, let types = md["layer_types"]?.arrayValue, types.count == nLayers {
+                hp.slidingLayers = Set(types.indices.filter { types[$0].stringValue == "sliding_attention" })
+            } else {
+                hp.slidingLayers = Set((0..<nLayers).filter { described.isSlidingWindowLayer($0) })
+            }
+        }
+        return hp
     }
 
     /// Checks a layer weight's shape against the hyper-parameters (q, k, v, o; fused parts included).

@@ -196,7 +196,7 @@ struct EvalModel {
     }
 
     /// The dense llama model and its tokenizer, from the already opened file.
-    func inferenceModel() throws -> (model: LlamaModel, tokenizer: BPETokenizer) {
+    func inferenceModel() throws -> (model: TransformerModel, tokenizer: Tokenizer) {
         try ModelSession.inferenceModel(from: full)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Inference
 import TensorFiles
 
 /// `kvscope inspect MODEL [--json]`: the architecture and every tensor's layer, role, shape, dtype and bytes.
@@ -45,6 +46,9 @@ struct Inspect: ParsableCommand {
             "format": m.format.rawValue.json, "family": m.catalog.family.rawValue.json, "d_kv": hp?.kvDim.json ?? nil,
             "ffn_size": hp?.ffnSize.json ?? nil, "rope_theta": hp?.ropeTheta.json ?? nil, "norm_eps": hp?.normEps.json ?? nil,
             "tied_embeddings": hp?.tiedEmbeddings.json ?? nil,
+            "sliding_window": hp?.slidingWindow.json ?? nil,
+            "sliding_layers": hp.map { $0.slidingWindow == nil ? JSON.null : $0.slidingLayers.sorted().json } ?? nil,
+            "runs": (ModelLoader.architecture(of: m) != nil).json,
             "total_bytes": m.file.tensors.reduce(0) { $0 + $1.byteCount }.json, "file_bytes": m.file.file.count.json,
         ]
     }
@@ -70,6 +74,16 @@ struct Inspect: ParsableCommand {
             if let t = hp.ropeTheta { out += ", rope theta \(t)" }
             if let e = hp.normEps { out += ", norm eps \(e)" }
             out += hp.tiedEmbeddings ? ", tied embeddings\n" : "\n"
+            if let a = ModelLoader.architecture(of: m) {
+                var traits = [a.qkvBias ? "q/k/v biases" : nil, a.qkNorm ? "QK-norm" : nil,
+                              a.sandwichNorms ? "norms before and after attention and MLP" : nil,
+                              a.scalesEmbedding ? "embeddings × √d" : nil,
+                              a.activation == .silu ? "SwiGLU" : "GeGLU (tanh GELU)"].compactMap { $0 }
+                if let w = hp.slidingWindow { traits.append("sliding window \(w) on \(hp.slidingLayers.count) of \(hp.nLayers) layers") }
+                out += "family \(a.name): " + traits.joined(separator: ", ") + "\n"
+            } else {
+                out += "inference: \(ModelLoader.unsupportedReason(m) ?? "not supported")\n"
+            }
         } else {
             out += "architecture not recognized: tensors listed with role other\n"
         }

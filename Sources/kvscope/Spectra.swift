@@ -15,7 +15,9 @@ struct Spectra: ParsableCommand {
             --text FILE (cached under $XDG_CACHE_HOME/kvscope/calibration), or from a bundle. Results
             are cached under $XDG_CACHE_HOME/kvscope (default ~/.cache/kvscope), keyed by the file's
             identity, so a second run is fast. Energy rank r_p is the smallest r whose leading
-            singular values hold a fraction p of Σσ².
+            singular values hold a fraction p of Σσ². The kv spectra are uncentered (K as the cache
+            holds it, biases included) unless --centered removes each channel's mean over the
+            tokens first; Qwen2's K bias makes the uncentered K spectrum rank-1 dominated.
             """))
 
     enum Source: String, ExpressibleByArgument, CaseIterable {
@@ -28,6 +30,7 @@ struct Spectra: ParsableCommand {
     @Option(help: "Plain-text file to run the model on (kv sources).") var text: String?
     @Option(help: "Calibration statistics file (kv sources).") var stats: String?
     @Flag(help: "Ignore and do not write the on-disk cache.") var noCache = false
+    @Flag(help: "Remove each channel's mean over the tokens before the SVD (--source kv only).") var centered = false
     @Flag(help: "Print one JSON document on stdout.") var json = false
 
     func validate() throws {
@@ -41,6 +44,7 @@ struct Spectra: ParsableCommand {
         try CLIError.reporting {
             let session = try ModelSession(path: model)
             let spectra: [LayerSpectra]
+            if centered && source != .kv { throw ValidationError("--centered applies to --source kv only") }
             switch source {
             case .weights:
                 let bar = ProgressReporter("spectra")
@@ -69,10 +73,12 @@ struct Spectra: ParsableCommand {
                 } else {
                     throw CommandError("--source \(source.rawValue) needs --text FILE or --stats FILE")
                 }
-                spectra = try ModelSession.kvSpectra(statistics, postRoPE: source == .kvPostRope)
+                spectra = try ModelSession.kvSpectra(statistics, postRoPE: source == .kvPostRope, centered: centered)
             }
             if json {
-                try CLIError.printJSON(Spectra.document(source: source.rawValue, spectra))
+                var doc = Spectra.document(source: source.rawValue, spectra)
+                if case .object(var members) = doc, source == .kv { members["centered"] = centered.json; doc = .object(members) }
+                try CLIError.printJSON(doc)
             } else {
                 print(Spectra.table(session: session, source: source.rawValue, spectra), terminator: "")
             }

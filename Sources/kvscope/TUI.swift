@@ -37,8 +37,8 @@ enum TUIApp {
     static func explorerCalibration(_ session: ModelSession) throws -> SessionCalibration? {
         if session.isBundle { return try session.bundleCalibration() }
         let path = SampleFiles.resolve("Samples/calibration.txt")
-        guard FileManager.default.fileExists(atPath: path), session.hyperparameters.architecture == "llama",
-              session.opened.format == .gguf else { return nil }
+        guard FileManager.default.fileExists(atPath: path), ModelLoader.architecture(of: session.opened) != nil
+        else { return nil }
         let bar = ProgressReporter("kvscope")
         defer { bar.finish() }
         bar.begin("calibration (once; cached)", unit: "layers")

@@ -91,7 +91,8 @@ struct Tune: ParsableCommand {
             let hp = session.hyperparameters
             let sha = try ModelHashCache.sha256(ofFile: model)
             let reference = ModelReference(path: model, architecture: hp.architecture, nLayers: hp.nLayers,
-                                           hiddenSize: hp.hiddenSize, dKV: hp.kvDim, sha256: sha)
+                                           hiddenSize: hp.hiddenSize, dKV: hp.kvDim, sha256: sha,
+                                           slidingWindow: hp.slidingWindow, slidingLayers: hp.slidingLayers.sorted())
             var config = KVScopeConfig(model: reference)
             var metrics: [(key: String, value: ConfigValue)] = []
             var summary: [String: JSON] = [:]
@@ -153,7 +154,8 @@ struct Tune: ParsableCommand {
         let calibration = try session.calibrationRecord(textPath: calib == "Samples/calibration.txt" ? SampleFiles.resolve(calib) : calib,
                                                         progress: { progress.update($0, $1) })
         let memory = try BiBranchMemoryModel(kvSize: hp.kvDim, hiddenSize: hp.hiddenSize, window: window,
-                                             groupSize: settings.groupSize, basis: basisKind)
+                                             groupSize: settings.groupSize, basis: basisKind,
+                                             slidingWindow: hp.slidingWindow, slidingLayers: hp.slidingLayers)
         let baseline = try memory.baselineTotalBytes(layerCount: hp.nLayers, contextLength: context)
         let budget = try Self.budgetBytes(budgetText, baseline: baseline)
 

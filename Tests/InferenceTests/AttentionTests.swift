@@ -42,7 +42,7 @@ import Testing
 
     @Test(arguments: [0, 1, 32, 70], [0, 1, 2])
     func blockwiseEqualsTheDirectRule(window: Int, branches: Int) throws {
-        let model = try LlamaModel(weights: loadRawModel(TinyGolden.directory, style: .rotateHalf))
+        let model = try TransformerModel(weights: loadRawModel(TinyGolden.directory, style: .rotateHalf))
         let c = model.configuration
         var g = SeededGenerator(seed: UInt64(17 + window * 3 + branches))
         let T = 150  // more than two blocks of 64 queries

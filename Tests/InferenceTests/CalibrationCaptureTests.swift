@@ -32,11 +32,11 @@ import Testing
 /// from captured statistics.
 @Suite struct CalibrationCaptureTests {
     let golden: TinyGolden
-    let model: LlamaModel
+    let model: TransformerModel
 
     init() throws {
         golden = try TinyGolden.load()
-        model = try LlamaModel(weights: loadRawModel(TinyGolden.directory, style: .adjacentPairs))
+        model = try TransformerModel(weights: loadRawModel(TinyGolden.directory, style: .adjacentPairs))
     }
 
     func capture(samples: Int = 5, sequences: [[Int32]]? = nil) throws -> (CalibrationStatistics, CalibrationFile.Provenance) {

@@ -13,7 +13,7 @@ import Testing
     ]
 
     @Test func ggufMetadata() throws {
-        let c = try LlamaConfiguration(ggufMetadata: Self.smolLM2)
+        let c = try ModelConfiguration(ggufMetadata: Self.smolLM2)
         #expect(c.layerCount == 30 && c.hiddenSize == 576 && c.headCount == 9 && c.kvHeadCount == 3)
         #expect(c.headDimension == 64 && c.kvDimension == 192 && c.queryDimension == 576)
         #expect(c.feedForwardSize == 1536 && c.vocabularySize == 49152)
@@ -23,20 +23,20 @@ import Testing
     @Test func ggufMetadataErrorsNameTheKey() throws {
         var m = Self.smolLM2
         m["general.architecture"] = .string("bert")
-        #expect(throws: InferenceError.invalidMetadata(key: "general.architecture", detail: "\"bert\" is not a llama-family model")) {
-            try LlamaConfiguration(ggufMetadata: m)
+        #expect(throws: InferenceError.invalidMetadata(key: "general.architecture", detail: "\"bert\" is not a family kvscope runs (llama, qwen2, gemma3)")) {
+            try ModelConfiguration(ggufMetadata: m)
         }
         m = Self.smolLM2
         m["llama.block_count"] = nil
         #expect(throws: InferenceError.invalidMetadata(key: "llama.block_count", detail: "missing or not an integer")) {
-            try LlamaConfiguration(ggufMetadata: m)
+            try ModelConfiguration(ggufMetadata: m)
         }
         m = Self.smolLM2
         m["llama.rope.dimension_count"] = .uint(32)
-        #expect(throws: InferenceError.self) { try LlamaConfiguration(ggufMetadata: m) }
+        #expect(throws: InferenceError.self) { try ModelConfiguration(ggufMetadata: m) }
         m = Self.smolLM2
         m["llama.attention.head_count_kv"] = .uint(4)
-        #expect(throws: InferenceError.self) { try LlamaConfiguration(ggufMetadata: m) }
+        #expect(throws: InferenceError.self) { try ModelConfiguration(ggufMetadata: m) }
     }
 
     @Test func huggingFaceConfig() throws {
@@ -46,29 +46,29 @@ import Testing
             "num_attention_heads": .int(9), "num_key_value_heads": .int(3), "intermediate_size": .int(1536),
             "vocab_size": .int(49152), "rms_norm_eps": .float(1e-5), "rope_theta": .float(100_000),
         ]
-        let c = try LlamaConfiguration(huggingFaceConfig: json)
+        let c = try ModelConfiguration(huggingFaceConfig: json)
         #expect(c.headDimension == 64 && c.kvDimension == 192 && c.ropeStyle == .rotateHalf)
         var bad = json
         bad["rms_norm_eps"] = nil
         #expect(throws: InferenceError.invalidMetadata(key: "rms_norm_eps", detail: "missing or not a number")) {
-            try LlamaConfiguration(huggingFaceConfig: bad)
+            try ModelConfiguration(huggingFaceConfig: bad)
         }
     }
 
     @Test func tensorNames() {
-        #expect(LlamaTensorNaming.gguf.layerTensor(3, .key) == "blk.3.attn_k.weight")
-        #expect(LlamaTensorNaming.huggingFace.layerTensor(3, .key) == "model.layers.3.self_attn.k_proj.weight")
-        #expect(LlamaTensorNaming.huggingFace.layerTensor(0, .feedForwardNorm) == "model.layers.0.post_attention_layernorm.weight")
-        #expect(LlamaTensorNaming.gguf.outputHead == "output.weight")
+        #expect(TensorNaming.gguf.layerTensor(3, .key) == "blk.3.attn_k.weight")
+        #expect(TensorNaming.huggingFace.layerTensor(3, .key) == "model.layers.3.self_attn.k_proj.weight")
+        #expect(TensorNaming.huggingFace.layerTensor(0, .feedForwardNorm) == "model.layers.0.post_attention_layernorm.weight")
+        #expect(TensorNaming.gguf.outputHead == "output.weight")
     }
 
     @Test func missingWeightIsNamed() throws {
-        let c = try LlamaConfiguration(ggufMetadata: Self.smolLM2)
+        let c = try ModelConfiguration(ggufMetadata: Self.smolLM2)
         #expect(throws: InferenceError.invalidWeight(name: "token_embd.weight", detail: "missing")) {
-            try DenseLlamaWeights(configuration: c, naming: .gguf) { _ in nil }
+            try DenseModelWeights(configuration: c, naming: .gguf) { _ in nil }
         }
         #expect(throws: InferenceError.self) {
-            try DenseLlamaWeights(configuration: c, naming: .gguf) { _ in ([2, 2], [1, 2, 3, 4]) }
+            try DenseModelWeights(configuration: c, naming: .gguf) { _ in ([2, 2], [1, 2, 3, 4]) }
         }
     }
 }

@@ -39,13 +39,13 @@ import Testing
         }
     }
 
-    func bases(_ flat: [[Float]], _ c: LlamaConfiguration, rank: Int) throws -> [Matrix] {
+    func bases(_ flat: [[Float]], _ c: ModelConfiguration, rank: Int) throws -> [Matrix] {
         try flat.map { try Matrix(rows: c.kvDimension, cols: c.kvDimension, storage: $0).prefixColumns(rank) }
     }
 
     @Test(arguments: [RopeStyle.rotateHalf, .adjacentPairs], [0, 3, 20])
     func oneBranchEqualsTwoBranchesWithACopy(style: RopeStyle, window: Int) throws {
-        let model = try LlamaModel(weights: loadRawModel(TinyGolden.directory, style: style))
+        let model = try TransformerModel(weights: loadRawModel(TinyGolden.directory, style: style))
         let c = model.configuration
         let s = try #require(golden.styles[style.goldenName])
         let kb = try bases(s.k_bases, c, rank: 4), vb = try bases(s.v_bases, c, rank: 4)
@@ -66,7 +66,7 @@ import Testing
     }
 
     @Test func aNonFinitePerplexityIsAnError() throws {
-        let model = try LlamaModel(weights: loadRawModel(TinyGolden.directory, style: .rotateHalf))
+        let model = try TransformerModel(weights: loadRawModel(TinyGolden.directory, style: .rotateHalf))
         #expect {
             _ = try Perplexity.evaluate(model: model, tokens: golden.tokens, policy: NaNPolicy())
         } throws: { error in

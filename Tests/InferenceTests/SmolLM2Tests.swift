@@ -30,13 +30,13 @@ struct SmolLM2Reference: Decodable {
 
 /// SmolLM2-135M against the numpy reference on Samples/eval.txt (the acceptance figures).
 @Suite(.serialized) struct SmolLM2Tests {
-    static let model = Result { try LlamaModel(weights: loadSmolLM2Weights()) }
+    static let model = Result { try TransformerModel(weights: loadSmolLM2Weights()) }
     static let reference = Result { try SmolLM2Reference.load() }
 
     func text() throws -> String { try String(contentsOf: repositoryFile("Samples/eval.txt"), encoding: .utf8) }
 
     func tokens() throws -> [Int32] {
-        let tokenizer = try BPETokenizer(metadata: smolLM2Metadata())
+        let tokenizer = try Tokenizer(metadata: smolLM2Metadata())
         let ids = tokenizer.encode(try text())
         #expect(ids == (try Self.reference.get().token_ids))
         return ids
@@ -84,7 +84,7 @@ struct SmolLM2Reference: Decodable {
     /// Per layer eigenvectors of the uncentered pre-RoPE KᵀK and VᵀV on `tokens` (HF order), descending,
     /// with the reference's sign convention (each column's largest-magnitude entry positive): a quantized
     /// feature branch depends on the signs, which LAPACK builds choose differently.
-    func activationBases(_ model: LlamaModel, _ tokens: [Int32]) throws -> (keys: [Matrix], values: [Matrix]) {
+    func activationBases(_ model: TransformerModel, _ tokens: [Int32]) throws -> (keys: [Matrix], values: [Matrix]) {
         let n = model.configuration.layerCount
         var keys = [Matrix](repeating: Matrix(rows: 0, cols: 0), count: n), values = keys
         _ = try model.hiddenStates(tokens: tokens, observer: { cap in
@@ -121,16 +121,16 @@ struct SmolLM2Reference: Decodable {
         let ids = try tokens()
         var c = model.configuration
         c.ropeStyle = .rotateHalf  // wrong for GGUF rows
-        let weights = try #require(model.weights as? DenseLlamaWeights)
-        struct Restyled: LlamaWeights {
-            var base: DenseLlamaWeights
-            var configuration: LlamaConfiguration
+        let weights = try #require(model.weights as? DenseModelWeights)
+        struct Restyled: ModelWeights {
+            var base: DenseModelWeights
+            var configuration: ModelConfiguration
             var tokenEmbedding: Matrix { base.tokenEmbedding }
             var outputNorm: [Float] { base.outputNorm }
             var outputHead: Matrix { base.outputHead }
-            var layers: [LlamaLayerWeights] { base.layers }
+            var layers: [LayerWeights] { base.layers }
         }
-        let wrong = try LlamaModel(weights: Restyled(base: weights, configuration: c))
+        let wrong = try TransformerModel(weights: Restyled(base: weights, configuration: c))
         let r = try Perplexity.evaluate(model: wrong, tokens: ids)
         let baseline = try #require(ref.cases["baseline"])
         #expect(r.perplexity > 5 * baseline.perplexity, "wrong pairing PPL \(r.perplexity)")

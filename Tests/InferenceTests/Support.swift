@@ -55,16 +55,16 @@ struct RawModelManifest: Decodable {
     var tensors: [String: Entry]
 }
 
-/// Loads a raw float32 model directory into ``DenseLlamaWeights`` with GGUF tensor names.
-func loadRawModel(_ directory: URL, style: RopeStyle) throws -> DenseLlamaWeights {
+/// Loads a raw float32 model directory into ``DenseModelWeights`` with GGUF tensor names.
+func loadRawModel(_ directory: URL, style: RopeStyle) throws -> DenseModelWeights {
     let manifest = try JSONDecoder().decode(
         RawModelManifest.self, from: Data(contentsOf: directory.appendingPathComponent("manifest.json")))
     let c = manifest.config
-    let configuration = try LlamaConfiguration(
+    let configuration = try ModelConfiguration(
         layerCount: c.n_layers, hiddenSize: c.hidden_size, headCount: c.n_heads, kvHeadCount: c.n_kv_heads,
         headDimension: c.head_dim, feedForwardSize: c.ffn_size, vocabularySize: c.vocab_size,
         rmsNormEpsilon: Float(c.rms_eps), ropeTheta: c.rope_theta, ropeStyle: style)
-    return try DenseLlamaWeights(configuration: configuration, naming: .gguf) { name in
+    return try DenseModelWeights(configuration: configuration, naming: .gguf) { name in
         guard let entry = manifest.tensors[name] else { return nil }
         let data = try Data(contentsOf: directory.appendingPathComponent(entry.file))
         var values = [Float](repeating: 0, count: data.count / 4)
@@ -82,7 +82,7 @@ func relativeMaxError(_ a: Matrix, _ b: [Float]) -> Double { relativeMaxError(a.
 /// `python3 Tests/Reference/llama_reference.py --dump-weights .build-ref/smollm2` writes (GGUF order,
 /// dequantized by gguf-py; git-ignored, ~520 MB).
 /// SmolLM2's weights, dequantized once by kvscope's GGUF reader.
-func loadSmolLM2Weights() throws -> DenseLlamaWeights {
+func loadSmolLM2Weights() throws -> DenseModelWeights {
     let file = try GGUFFile(path: smolLM2Path)
-    return try DenseLlamaWeights(gguf: file, metadata: file.metadata)
+    return try DenseModelWeights(gguf: file, metadata: file.metadata)
 }

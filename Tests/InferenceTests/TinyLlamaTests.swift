@@ -42,11 +42,11 @@ extension RopeStyle {
 
     init() throws { golden = try TinyGolden.load() }
 
-    func model(_ style: RopeStyle) throws -> LlamaModel {
-        try LlamaModel(weights: loadRawModel(TinyGolden.directory, style: style))
+    func model(_ style: RopeStyle) throws -> TransformerModel {
+        try TransformerModel(weights: loadRawModel(TinyGolden.directory, style: style))
     }
 
-    func policy(_ name: String, style: RopeStyle, model: LlamaModel) throws -> any KVCachePolicy {
+    func policy(_ name: String, style: RopeStyle, model: TransformerModel) throws -> any KVCachePolicy {
         let spec = try #require(golden.policies[name])
         let s = try #require(golden.styles[style.goldenName])
         let c = model.configuration
@@ -204,15 +204,15 @@ extension RopeStyle {
     @Test func perplexityIsExpOfMeanOverTMinusOnePredictions() throws {
         // A one-layer model whose output head ignores the input: every position predicts the same
         // distribution, so PPL = exp(mean of −log p(next)) over the T − 1 next tokens, computed by hand.
-        let c = try LlamaConfiguration(layerCount: 1, hiddenSize: 2, headCount: 1, kvHeadCount: 1, headDimension: 2,
+        let c = try ModelConfiguration(layerCount: 1, hiddenSize: 2, headCount: 1, kvHeadCount: 1, headDimension: 2,
                                        feedForwardSize: 2, vocabularySize: 3, rmsNormEpsilon: 1e-12, ropeTheta: 10_000,
                                        ropeStyle: .rotateHalf)
-        struct Fixed: LlamaWeights {
-            var configuration: LlamaConfiguration
+        struct Fixed: ModelWeights {
+            var configuration: ModelConfiguration
             var tokenEmbedding: Matrix
             var outputNorm: [Float]
             var outputHead: Matrix
-            var layers: [LlamaLayerWeights]
+            var layers: [LayerWeights]
         }
         let zero2 = Matrix(rows: 2, cols: 2)
         // Constant embeddings (1, 1) and zero layers: the final hidden state is (1, 1) everywhere
@@ -220,9 +220,9 @@ extension RopeStyle {
         let weights = Fixed(
             configuration: c, tokenEmbedding: try Matrix(rows: 3, cols: 2, storage: [1, 1, 1, 1, 1, 1]),
             outputNorm: [1, 1], outputHead: try Matrix(rows: 3, cols: 2, storage: [0, 0, 0.5, 0, 1, 1]),
-            layers: [LlamaLayerWeights(attentionNorm: [1, 1], query: zero2, key: zero2, value: zero2, output: zero2,
+            layers: [LayerWeights(attentionNorm: [1, 1], query: zero2, key: zero2, value: zero2, output: zero2,
                                        feedForwardNorm: [1, 1], gate: zero2, up: zero2, down: zero2)])
-        let model = try LlamaModel(weights: weights)
+        let model = try TransformerModel(weights: weights)
         // Logits (0, 0.5, 2) at every position.
         let logZ = log(exp(0.0) + exp(0.5) + exp(2.0))
         let tokens: [Int32] = [0, 2, 1, 2, 0]

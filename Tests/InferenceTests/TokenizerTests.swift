@@ -13,7 +13,7 @@ struct TokenizerGolden: Decodable {
 }
 
 @Suite struct TokenizerTests {
-    static let tokenizer = Result { try BPETokenizer(metadata: smolLM2Metadata()) }
+    static let tokenizer = Result { try Tokenizer(metadata: smolLM2Metadata()) }
 
     func text(of c: TokenizerGolden.Case) throws -> String {
         if let t = c.text { return t }
@@ -68,7 +68,7 @@ struct TokenizerGolden: Decodable {
         #expect(count > 900)
         // Debug builds are slower than release; the bar is the 50 ms for ~1000 tokens.
         #expect(elapsed < .milliseconds(50), "encode took \(elapsed) for \(count) tokens")
-        print("BPETokenizer: \(count) tokens of Samples/calibration.txt in \(elapsed)")
+        print("Tokenizer: \(count) tokens of Samples/calibration.txt in \(elapsed)")
     }
 
     @Test func preTokenizerSplitsLikeTheRegex() throws {
@@ -89,12 +89,12 @@ struct TokenizerGolden: Decodable {
     @Test func rejectsOtherTokenizerModels() throws {
         var meta = try smolLM2Metadata()
         meta["tokenizer.ggml.model"] = .string("llama")
-        #expect(throws: InferenceError.unsupportedTokenizer("model \"llama\"")) { try BPETokenizer(metadata: meta) }
+        #expect(throws: InferenceError.unsupportedTokenizer("model \"llama\"")) { try Tokenizer(metadata: meta) }
         meta["tokenizer.ggml.model"] = .string("gpt2")
         meta["tokenizer.ggml.pre"] = .string("qwen2")
-        #expect(throws: InferenceError.unsupportedTokenizer("pre-tokenizer \"qwen2\"")) { try BPETokenizer(metadata: meta) }
+        #expect(throws: InferenceError.unsupportedTokenizer("pre-tokenizer \"qwen2\"")) { try Tokenizer(metadata: meta) }
         meta["tokenizer.ggml.pre"] = .string("smollm")
         meta["tokenizer.ggml.merges"] = .array([.string("nospace")])
-        #expect(throws: InferenceError.self) { try BPETokenizer(metadata: meta) }
+        #expect(throws: InferenceError.self) { try Tokenizer(metadata: meta) }
     }
 }

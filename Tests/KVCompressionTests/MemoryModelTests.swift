@@ -87,4 +87,34 @@ import Testing
         #expect(throws: KVCompressionError.self) { try m.baselineLayerBytes(contextLength: -1) }
         #expect(throws: KVCompressionError.self) { try BiBranchMemoryModel(kvSize: 192, hiddenSize: 576, window: 0, groupSize: 0, basis: .weights) }
     }
+
+    /// Gemma 3's shapes (d_kv = 256, d = 640), 6 layers with the sliding window W = 512 on layers 0…4.
+    @Test func slidingWindowLayersHoldAtMostTheWindow() throws {
+        let sliding = Set(0..<5)
+        let m = try BiBranchMemoryModel(kvSize: 256, hiddenSize: 640, window: 32, groupSize: 32, basis: .activations,
+                                        slidingWindow: 512, slidingLayers: sliding)
+        let s = LayerKVSetting(k: try BranchSetting(rank: 64, bits: 4), v: try BranchSetting(rank: 64, bits: 4))
+        // Per token compressed: 64·4/8 + 2·4 = 40 bytes; exact: 256·2 = 512 bytes.
+        // L = 4096 on a global layer: 32·512 + 4064·40 = 178 944 per branch.
+        #expect(try m.layerBytes(s, contextLength: 4096, layer: 5) == 2 * 178_944)
+        // On a sliding layer L is min(4096, 512) = 512: 32·512 + 480·40 = 35 584 per branch.
+        #expect(try m.layerBytes(s, contextLength: 4096, layer: 0) == 2 * 35_584)
+        // The baseline caps the same way: 2·512·256·2 vs 2·4096·256·2.
+        #expect(try m.baselineLayerBytes(contextLength: 4096, layer: 0) == 524_288)
+        #expect(try m.baselineLayerBytes(contextLength: 4096, layer: 5) == 4_194_304)
+        let layers = Array(repeating: s, count: 6)
+        let total = 5 * 2 * 35_584.0 + 2 * 178_944
+        #expect(try m.totalBytes(layers, contextLength: 4096) == total)
+        let baseline = 5 * 524_288.0 + 4_194_304
+        #expect(try m.baselineTotalBytes(layerCount: 6, contextLength: 4096) == baseline)
+        #expect(try m.effectiveRatio(layers, contextLength: 4096) == 1 - total / baseline)
+        // A sliding window no longer than the exact window leaves nothing to save there.
+        let tight = try BiBranchMemoryModel(kvSize: 256, hiddenSize: 640, window: 512, groupSize: 32, basis: .activations,
+                                            slidingWindow: 512, slidingLayers: sliding)
+        #expect(!tight.canSave(layer: 0, contextLength: 4096) && tight.canSave(layer: 5, contextLength: 4096))
+        #expect(try tight.layerBytes(s, contextLength: 4096, layer: 0) == (try tight.baselineLayerBytes(contextLength: 4096, layer: 0)))
+        #expect(throws: KVCompressionError.self) {
+            try BiBranchMemoryModel(kvSize: 256, hiddenSize: 640, window: 0, groupSize: 32, basis: .weights, slidingWindow: 0)
+        }
+    }
 }

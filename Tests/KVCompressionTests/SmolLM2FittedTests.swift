@@ -31,14 +31,14 @@ import Inference
     /// faster debug check; captures of those layers are exact, the later layers are simply not run).
     static func capture(layers: Set<Int>, layerCount: Int? = nil) throws -> Captured {
         let file = try GGUFFile(path: modelPath)
-        var configuration = try LlamaConfiguration(ggufMetadata: file.metadata)
+        var configuration = try ModelConfiguration(ggufMetadata: file.metadata)
         if let layerCount { configuration.layerCount = min(layerCount, configuration.layerCount) }
-        let dense = try DenseLlamaWeights(configuration: configuration, naming: .gguf) { name in
+        let dense = try DenseModelWeights(configuration: configuration, naming: .gguf) { name in
             guard let info = file.tensor(named: name) else { return nil }
             return (info.shape, try file.floats(info))
         }
-        let model = try LlamaModel(weights: dense)
-        let tokenizer = try BPETokenizer(metadata: file.metadata)
+        let model = try TransformerModel(weights: dense)
+        let tokenizer = try Tokenizer(metadata: file.metadata)
         let c = model.configuration
         func text(_ name: String) throws -> String {
             try String(contentsOf: repositoryRoot.appendingPathComponent("Samples/\(name)"), encoding: .utf8)

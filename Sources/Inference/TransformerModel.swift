@@ -1,6 +1,7 @@
 import Foundation
 import KVCompression
 import LinearAlgebra
+import TensorFiles
 
 /// The activations of one layer that calibration statistics are built from (DESIGN.md §4,
 /// "Calibration statistics"), all [T, ·] with one row per token.
@@ -33,22 +34,24 @@ extension CancellationFlag {
     }
 }
 
-/// A llama-family transformer in float32: RMSNorm, RoPE, grouped-query causal attention with a
-/// pluggable ``KVCachePolicy``, SwiGLU MLP, and a tied or separate output head. Matrix products go
+/// A decoder-only transformer of any family in ``Architecture/known``, in float32: RMSNorm (and
+/// the family's QK-norms and sandwich norms), RoPE (per-layer bases), grouped-query causal
+/// attention (sliding-window on the layers that have it) with a pluggable ``KVCachePolicy``, a gated
+/// MLP (SwiGLU or GeGLU), and a tied or separate output head. Matrix products go
 /// through BLAS; a whole sequence is prefilled at once, attention in blocks of query rows so that
 /// memory stays O(block · T).
-public struct LlamaModel: Sendable {
+public struct TransformerModel: Sendable {
     /// The weights, as loaded.
-    public let weights: any LlamaWeights
+    public let weights: any ModelWeights
     /// Query rows per attention block.
     public var attentionBlockSize = 64
 
     /// The model's configuration.
-    public var configuration: LlamaConfiguration { weights.configuration }
+    public var configuration: ModelConfiguration { weights.configuration }
 
     /// A model over `weights`, whose shapes are checked against their configuration.
     /// - Throws: ``InferenceError/invalidWeight(name:detail:)`` for a wrong shape.
-    public init(weights: any LlamaWeights) throws {
+    public init(weights: any ModelWeights) throws {
         let c = weights.configuration
         func check(_ m: Matrix, _ rows: Int, _ cols: Int, _ name: String) throws {
             guard m.rows == rows, m.cols == cols else {
@@ -75,6 +78,18 @@ public struct LlamaModel: Sendable {
             try check(l.gate, c.feedForwardSize, d, "layer \(i) W_gate")
             try check(l.up, c.feedForwardSize, d, "layer \(i) W_up")
             try check(l.down, d, c.feedForwardSize, "layer \(i) W_down")
+            let arch = c.architecture
+            for (v, n, role) in [(l.queryBias, c.queryDimension, Architecture.Role.queryBias),
+                                 (l.keyBias, c.kvDimension, .keyBias), (l.valueBias, c.kvDimension, .valueBias),
+                                 (l.queryNorm, c.headDimension, .queryNorm), (l.keyNorm, c.headDimension, .keyNorm),
+                                 (l.postAttentionNorm, d, .postAttentionNorm), (l.postFeedForwardNorm, d, .postFeedForwardNorm)] {
+                let wanted = arch.roles.contains(role)
+                guard (v != nil) == wanted else {
+                    throw InferenceError.invalidWeight(
+                        name: "layer \(i) \(role.rawValue)", detail: wanted ? "missing for \(arch.name)" : "\(arch.name) has no such tensor")
+                }
+                if let v { try check(v, n, "layer \(i) \(role.rawValue)") }
+            }
         }
         self.weights = weights
     }
@@ -107,13 +122,24 @@ public struct LlamaModel: Sendable {
             }
         }
         if T == 0 { return x }
-        let rope = RopeTable(positions: T, headDimension: c.headDimension, theta: c.ropeTheta)
+        if c.embeddingScale != 1 { x.scale(by: c.embeddingScale) }
+        let globalRope = RopeTable(positions: T, headDimension: c.headDimension, theta: c.ropeTheta,
+                                   positionScale: 1 / c.ropeScalingFactor)
+        let localRope = c.slidingWindow == nil ? globalRope
+            : RopeTable(positions: T, headDimension: c.headDimension, theta: c.localRopeTheta, positionScale: 1)
         for (li, layer) in weights.layers.enumerated() {
             try cancellation?.check()
+            let sliding = c.isSlidingWindowLayer(li)
+            let rope = sliding ? localRope : globalRope
             let h = rmsNorm(x, layer.attentionNorm, epsilon: c.rmsNormEpsilon)
             var q = try matmul(h, .none, layer.query, .transpose)
             var k = try matmul(h, .none, layer.key, .transpose)
-            let v = try matmul(h, .none, layer.value, .transpose)
+            var v = try matmul(h, .none, layer.value, .transpose)
+            if let b = layer.queryBias { q.addRowVector(b) }
+            if let b = layer.keyBias { k.addRowVector(b) }
+            if let b = layer.valueBias { v.addRowVector(b) }
+            if let w = layer.queryNorm { headNorm(&q, heads: c.headCount, weight: w) }
+            if let w = layer.keyNorm { headNorm(&k, heads: c.kvHeadCount, weight: w) }
 
             // The policy sees pre-RoPE K in HF order; its K̂ goes back to the stored order for RoPE.
             let keysHF = toHFOrder(k, heads: c.kvHeadCount)
@@ -131,14 +157,25 @@ public struct LlamaModel: Sendable {
             }
 
             let attention = try attend(queries: q, keys: k, values: v, keysHat: keysHat, valuesHat: compressed.values,
-                                       window: policy.window, cancellation: cancellation)
-            try gemm(attention, .none, layer.output, .transpose, beta: 1, into: &x)  // x += attention · W_oᵀ
+                                       window: policy.window, slidingWindow: sliding ? c.slidingWindow : nil,
+                                       cancellation: cancellation)
+            if let post = layer.postAttentionNorm {
+                let o = try matmul(attention, .none, layer.output, .transpose)
+                x.add(rmsNorm(o, post, epsilon: c.rmsNormEpsilon))
+            } else {
+                try gemm(attention, .none, layer.output, .transpose, beta: 1, into: &x)  // x += attention · W_oᵀ
+            }
 
             let h2 = rmsNorm(x, layer.feedForwardNorm, epsilon: c.rmsNormEpsilon)
             var gate = try matmul(h2, .none, layer.gate, .transpose)
             let up = try matmul(h2, .none, layer.up, .transpose)
-            swiGLU(&gate, up)
-            try gemm(gate, .none, layer.down, .transpose, beta: 1, into: &x)  // x += swiglu · W_downᵀ
+            gatedActivation(&gate, up, c.architecture.activation)
+            if let post = layer.postFeedForwardNorm {
+                let m = try matmul(gate, .none, layer.down, .transpose)
+                x.add(rmsNorm(m, post, epsilon: c.rmsNormEpsilon))
+            } else {
+                try gemm(gate, .none, layer.down, .transpose, beta: 1, into: &x)  // x += act(gate)·up · W_downᵀ
+            }
 
             if let observer {
                 try observer(LayerCapture(
@@ -199,13 +236,40 @@ public struct LlamaModel: Sendable {
         return out
     }
 
-    /// gate ← silu(gate) · up, elementwise.
-    func swiGLU(_ gate: inout Matrix, _ up: Matrix) {
+    /// gate ← act(gate) · up, elementwise: SiLU (SwiGLU) or tanh-approximated GELU (GeGLU).
+    func gatedActivation(_ gate: inout Matrix, _ up: Matrix, _ activation: Architecture.Activation) {
         gate.withUnsafeMutableBufferPointer { g in
             up.withUnsafeBufferPointer { u in
-                for i in 0..<g.count {
-                    let a = g[i]
-                    g[i] = a / (1 + Foundation.exp(-a)) * u[i]
+                switch activation {
+                case .silu:
+                    for i in 0..<g.count {
+                        let a = g[i]
+                        g[i] = a / (1 + Foundation.exp(-a)) * u[i]
+                    }
+                case .geluTanh:
+                    let c = Float((2 / Double.pi).squareRoot())
+                    for i in 0..<g.count {
+                        let a = g[i]
+                        g[i] = 0.5 * a * (1 + Foundation.tanh(c * (a + 0.044715 * a * a * a))) * u[i]
+                    }
+                }
+            }
+        }
+    }
+
+    /// RMSNorm of every head_dim slice of every row (QK-norm), in place.
+    func headNorm(_ m: inout Matrix, heads: Int, weight: [Float]) {
+        let hd = configuration.headDimension, eps = Double(configuration.rmsNormEpsilon), cols = m.cols, rows = m.rows
+        weight.withUnsafeBufferPointer { w in
+            m.withUnsafeMutableBufferPointer { x in
+                for r in 0..<rows {
+                    for h in 0..<heads {
+                        let base = r * cols + h * hd
+                        var ss = 0.0
+                        for j in 0..<hd { let v = Double(x[base + j]); ss += v * v }
+                        let inv = Float(1 / (ss / Double(hd) + eps).squareRoot())
+                        for j in 0..<hd { x[base + j] = x[base + j] * inv * w[j] }
+                    }
                 }
             }
         }
@@ -254,11 +318,11 @@ public struct LlamaModel: Sendable {
     /// decided by whether K̂ and V̂ exist, never by the base addresses of the scratch buffers: an
     /// empty Swift array can still hand out a non-nil base address.
     func attend(queries q: Matrix, keys k: Matrix, values v: Matrix, keysHat: Matrix?, valuesHat: Matrix?,
-                window: Int, cancellation: CancellationFlag?) throws -> Matrix {
+                window: Int, slidingWindow: Int? = nil, cancellation: CancellationFlag?) throws -> Matrix {
         let c = configuration
         let T = q.rows, hd = c.headDimension, dq = c.queryDimension, dkv = c.kvDimension
         let group = c.headCount / c.kvHeadCount
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = c.attentionScale
         let hasKeysHat = keysHat != nil, hasValuesHat = valuesHat != nil
         let compressed = hasKeysHat || hasValuesHat
         let block = max(1, attentionBlockSize)
@@ -301,14 +365,17 @@ public struct LlamaModel: Sendable {
                         let t = t0 + r
                         let lastOld = compressed ? t - window : -1  // s ≤ lastOld reads the compressed branch
                         let srow = r * n, hrow = r * oldCount
+                        // A sliding-window layer sees keys s with t − s < W only.
+                        let first = slidingWindow.map { max(0, t - $0 + 1) } ?? 0
+                        for s in 0..<first { sb[srow + s] = 0 }
                         var maxScore = -Float.infinity
-                        for s in 0...t {
+                        for s in first...t {
                             let value = (hasKeysHat && s <= lastOld) ? shb[hrow + s] : sb[srow + s]
                             sb[srow + s] = value
                             maxScore = max(maxScore, value)
                         }
                         var sum: Float = 0
-                        for s in 0...t {
+                        for s in first...t {
                             let e = Foundation.exp(sb[srow + s] - maxScore)
                             sb[srow + s] = e
                             sum += e
@@ -348,13 +415,14 @@ struct RopeTable {
     let cos: [Float]
     let sin: [Float]
 
-    init(positions: Int, headDimension: Int, theta: Double) {
+    /// - Parameter positionScale: positions are multiplied by it (linear RoPE scaling: 1/factor).
+    init(positions: Int, headDimension: Int, theta: Double, positionScale: Double = 1) {
         half = headDimension / 2
         var c = [Float](repeating: 0, count: positions * half), s = c
         for i in 0..<half {
             let frequency = Foundation.pow(theta, -Double(2 * i) / Double(headDimension))
             for p in 0..<positions {
-                let angle = Double(p) * frequency
+                let angle = Double(p) * positionScale * frequency
                 c[p * half + i] = Float(Foundation.cos(angle))
                 s[p * half + i] = Float(Foundation.sin(angle))
             }
@@ -383,6 +451,32 @@ struct RopeTable {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+extension Matrix {
+    /// self ← self · factor.
+    mutating func scale(by factor: Float) {
+        withUnsafeMutableBufferPointer { x in for i in 0..<x.count { x[i] *= factor } }
+    }
+
+    /// self ← self + other (same shape).
+    mutating func add(_ other: Matrix) {
+        precondition(rows == other.rows && cols == other.cols, "add: shapes differ")
+        other.withUnsafeBufferPointer { o in
+            withUnsafeMutableBufferPointer { x in for i in 0..<x.count { x[i] += o[i] } }
+        }
+    }
+
+    /// Adds `vector` (length cols) to every row.
+    mutating func addRowVector(_ vector: [Float]) {
+        precondition(vector.count == cols, "addRowVector: length differs")
+        let n = cols, count = rows
+        vector.withUnsafeBufferPointer { b in
+            withUnsafeMutableBufferPointer { x in
+                for r in 0..<count { for j in 0..<n { x[r * n + j] += b[j] } }
             }
         }
     }
