@@ -373,6 +373,73 @@ struct CheckpointFixture {
         #expect(index.metadata["format"] == .string("pt"))
     }
 
+    // MARK: - The fuzz targets' seeds, replayed through the targets' calls
+
+    /// The in-memory shards of Fuzz/CheckpointIndex (same tensors; listed in Tests/Reference/checkpoint_corpus.py).
+    static let fuzzShards: [String: SafeTensorsFile] = {
+        func shard(_ name: String, _ tensors: [(String, [Int], SafeTensorsDType)]) -> (String, SafeTensorsFile) {
+            var w = SafeTensorsWriter(metadata: ["format": "pt"])
+            for (tensor, shape, dtype) in tensors {
+                let n = shape.reduce(1, *)
+                if dtype.isFloatingPoint {
+                    try! w.add(tensor, floats: (0..<n).map { Float($0 % 7) / 8 }, shape: shape, as: dtype)
+                } else {
+                    try! w.add(tensor, int64s: (0..<n).map(Int64.init), shape: shape, as: dtype)
+                }
+            }
+            let file = w.serialized().withUnsafeBytes { MappedFile(copying: $0, path: "fuzz/\(name)") }
+            return (name, try! SafeTensorsFile(file: file))
+        }
+        return Dictionary(uniqueKeysWithValues: [
+            shard("model-00001-of-00002.safetensors", [("model.embed_tokens.weight", [16, 8], .bf16),
+                                                       ("model.layers.0.self_attn.q_proj.weight", [8, 8], .bf16),
+                                                       ("model.layers.0.input_layernorm.weight", [8], .f32)]),
+            shard("model-00002-of-00002.safetensors", [("model.layers.1.self_attn.q_proj.weight", [8, 8], .bf16),
+                                                       ("model.norm.weight", [8], .bf16),
+                                                       ("model.layers.1.mlp.up_proj.weight", [2, 4], .f32),
+                                                       ("model.position_ids", [4], .i64)]),
+            shard("model-extra.safetensors", [("model.layers.0.self_attn.q_proj.weight", [8, 8], .bf16)]),
+            shard("model.safetensors", [("lm_head.weight", [1, 2], .f32)]),
+        ])
+    }()
+
+    static let indexCorpus = ResourceBoundsTests.files("checkpoint_index") + ResourceBoundsTests.files("regressions/checkpoint_index")
+
+    /// An index seed (index bytes, then optionally NUL and config.json) assembled against the fuzz shards:
+    /// `valid_*` opens and reads every tensor, anything else is a TensorFileError.
+    @Test(arguments: indexCorpus)
+    func corpusIndexOpensOrThrowsATypedError(path: String) throws {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let split = bytes.firstIndex(of: 0)
+        let index = Array(bytes[..<(split ?? bytes.count)]).withUnsafeBytes { MappedFile(copying: $0, path: "fuzz/index.json") }
+        let configBytes = split.map { Array(bytes[($0 + 1)...]) } ?? Array(#"{"model_type": "llama"}"#.utf8)
+        let config = configBytes.withUnsafeBytes { MappedFile(copying: $0, path: "fuzz/config.json") }
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        do {
+            let folder = try CheckpointFolder(path: "fuzz", configFile: config, indexFile: index, shards: Self.fuzzShards)
+            #expect(name.hasPrefix("valid_"), "\(name) opened")
+            for t in folder.tensors where t.shape.count != 2 || t.dtype != "I64" { _ = try folder.floats(t) }
+        } catch let error as TensorFileError {
+            #expect(!name.hasPrefix("valid_"), "\(name): \(error)")
+            #expect(!error.description.contains("\n"), "\(name): \(error)")
+        }
+    }
+
+    static let configCorpus = ResourceBoundsTests.files("hf_config") + ResourceBoundsTests.files("regressions/hf_config")
+
+    /// A config seed parses or throws a TensorFileError, as do its dtype and its catalog of a llama.
+    @Test(arguments: configCorpus)
+    func corpusConfigReadsOrThrowsATypedError(path: String) throws {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        do {
+            let md = try bytes.withUnsafeBytes { try ModelFiles.parseConfig($0, path: path) }
+            _ = try? CheckpointFolder.configDType(md, path: path)
+            _ = try? ModelCatalog(tensors: Fixture.llamaTensors(layer: 0, dtype: .bf16).map {
+                TensorInfo(name: $0.name, shape: $0.shape, dtype: "BF16", byteOffset: 0, byteCount: 2 * (CheckedSize.product($0.shape) ?? 0))
+            }, metadata: md, path: path)
+        } catch is TensorFileError {}
+    }
+
     // MARK: - The Hugging Face folders of `make models`
 
     /// The checkpoints `make models` writes into models/hf/ (sharded BF16, single-file F32). Required
@@ -400,6 +467,8 @@ struct CheckpointFixture {
                 #expect(m.catalog.entry(layer: layer, role: role) != nil, "\(name): layer \(layer) has no \(role)")
             }
         }
+        let theta = m.metadata["rope_theta"] ?? m.metadata["rope_parameters.rope_theta"] ?? m.metadata["rope_parameters.full_attention.rope_theta"]
+        #expect(hp.ropeTheta != nil && hp.ropeTheta == theta?.doubleValue, "\(name): RoPE base \(String(describing: hp.ropeTheta))")
         let k0 = try #require(m.catalog.entry(layer: 0, role: .k))
         let w = try m.catalog.matrix(k0, from: m.file)
         #expect(w.rows == hp.kvDim && w.cols == hp.hiddenSize && w.storage.allSatisfy(\.isFinite), "\(name)")
