@@ -42,7 +42,7 @@ let defaultConfig: [UInt8] = Array(#"{"model_type": "llama", "num_hidden_layers"
 /// folder or a TensorFileError, never a trap; a folder that opens reads all its tensors.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpointIndex(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let input = UnsafeBufferPointer(start: data, count: size)
+    let input = UnsafeRawBufferPointer(start: data, count: size)
     let split = input.firstIndex(of: 0)
     let indexBytes = UnsafeRawBufferPointer(rebasing: input[..<(split ?? size)])
     let index = MappedFile(copying: indexBytes, path: "fuzz/model.safetensors.index.json")
