@@ -220,7 +220,10 @@ extension ModelCatalog {
             vocab = int("vocab_size")
             context = int("max_position_embeddings")
             ffn = int("intermediate_size")
-            theta = double("rope_theta") ?? 10_000
+            // transformers ≥ 5 writes `rope_parameters: {rope_theta, …}`; Gemma 3 one per attention
+            // type, of which the full-attention base is the model's (GGUF `gemma3.rope.freq_base`).
+            theta = double("rope_theta") ?? double("rope_parameters.rope_theta")
+                ?? double("rope_parameters.full_attention.rope_theta") ?? 10_000
             eps = double("rms_norm_eps")
 
         case .bert:

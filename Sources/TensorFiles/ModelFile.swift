@@ -14,12 +14,12 @@ public struct OpenedModel: Sendable {
     /// The tensor file (lazy: headers parsed, data untouched).
     public let file: any TensorFile
     public let format: ModelFileFormat
-    /// GGUF metadata, or the flattened config.json found beside a safetensors file
-    /// (empty when there is none), as given to the catalog.
+    /// GGUF metadata, or the flattened config.json found beside a safetensors file or in a
+    /// checkpoint folder (empty when there is none), as given to the catalog.
     public let metadata: [String: MetadataValue]
     /// The architecture and the (layer, role) of every tensor.
     public let catalog: ModelCatalog
-    /// The config.json that was read, if any.
+    /// The config.json that was read, if any (always set for a checkpoint folder).
     public let configPath: String?
 }
 
@@ -49,7 +49,12 @@ public enum ModelFiles {
 
     /// Opens a tensor file of any supported format, by content.
     /// - Throws: ``TensorFileError`` for an unreadable or malformed file.
+    /// A directory is opened as a ``CheckpointFolder`` (format `.safetensors`, metadata its config.json).
     public static func openTensorFile(path: String) throws -> (file: any TensorFile, format: ModelFileFormat, metadata: [String: MetadataValue]) {
+        if isDirectory(path) {
+            let folder = try CheckpointFolder(directory: path)
+            return (folder, .safetensors, folder.config)
+        }
         let mapped = try MappedFile(path: path)
         switch try detectFormat(mapped) {
         case .gguf:
@@ -70,21 +75,40 @@ public enum ModelFiles {
     /// - Throws: ``TensorFileError`` for unreadable or invalid JSON, or JSON that is not an object.
     public static func readConfig(path: String) throws -> [String: MetadataValue] {
         let mapped = try MappedFile(path: path)
-        let json = try JSONParser.parse(mapped.bytes, path: path)
+        return try parseConfig(mapped.bytes, path: path)
+    }
+
+    /// Parses config.json bytes into flattened metadata (``JSONValue/flattenedMetadata(prefix:)``).
+    /// - Parameters:
+    ///   - bytes: the JSON text.
+    ///   - path: the file named in errors.
+    /// - Throws: ``TensorFileError`` for invalid JSON, or JSON that is not an object.
+    public static func parseConfig(_ bytes: UnsafeRawBufferPointer, path: String) throws -> [String: MetadataValue] {
+        let json = try JSONParser.parse(bytes, path: path)
         guard case .object = json else { throw TensorFileError(path: path, "config is not a JSON object") }
         return json.flattenedMetadata()
+    }
+
+    /// Whether `path` names a directory (a checkpoint folder); false when it does not exist.
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 }
 
 /// Opens a model (GGUF, safetensors or npy, picked by content) and catalogs its tensors.
 ///
-/// For safetensors, `config.json` in the same directory supplies the hyper-parameters.
+/// For safetensors, `config.json` in the same directory supplies the hyper-parameters. A directory is
+/// opened as a Hugging Face checkpoint folder (``CheckpointFolder``: config.json plus one or several
+/// safetensors shards); its metadata is the flattened config.json.
 /// - Throws: ``TensorFileError`` naming the file and what is wrong.
 public func openModel(path: String) throws -> OpenedModel {
     let (file, format, fileMetadata) = try ModelFiles.openTensorFile(path: path)
     var metadata = fileMetadata
     var configPath: String?
-    if format == .safetensors {
+    if let folder = file as? CheckpointFolder {
+        configPath = folder.configPath
+    } else if format == .safetensors {
         let dir = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
         let candidate = dir + "config.json"
         if access(candidate, F_OK) == 0 {

@@ -31,19 +31,36 @@ public protocol TensorFile: AnyObject, Sendable {
     var path: String { get }
     /// The tensors in file order.
     var tensors: [TensorInfo] { get }
-    /// The mapped file.
+    /// The mapped file (for a ``CheckpointFolder`` of several shards: its first shard; use
+    /// ``rawBytes(_:)``, ``identity`` and ``fileBytes``, which cover every shard).
     var file: MappedFile { get }
     /// The tensor's data converted to Float, row-major in ``TensorInfo/shape`` order.
     /// - Throws: ``TensorFileError`` for a dtype that cannot be converted.
     func floats(_ tensor: TensorInfo) throws -> [Float]
+    /// The raw bytes of one of this file's tensors (a view into the mapping; valid while the file is open).
+    ///
+    /// ``TensorInfo/byteOffset`` is an offset in the file that holds the tensor; a ``CheckpointFolder``
+    /// looks that file up by the tensor's name. Passing a tensor of another file is a programming error.
+    func rawBytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer
+    /// What identifies the content for on-disk caches: ``MappedFile/identity`` of the file, or
+    /// for a checkpoint folder a combination of all its files (it changes when any of them does).
+    var identity: FileIdentity { get }
+    /// Bytes on disk: the file's size, or the sum of the shards' sizes for a checkpoint folder.
+    var fileBytes: Int { get }
 }
 
 extension TensorFile {
     /// The tensor named `name`, if present.
     public func tensor(named name: String) -> TensorInfo? { tensors.first { $0.name == name } }
 
-    /// The raw bytes of a tensor (a view into the mapping; valid while the file is open).
+    /// The raw bytes of a tensor in ``file`` (a view into the mapping; valid while the file is open).
     public func rawBytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: file.bytes[tensor.byteOffset..<(tensor.byteOffset + tensor.byteCount)])
     }
+
+    /// ``MappedFile/identity`` of ``file``.
+    public var identity: FileIdentity { file.identity }
+
+    /// The size of ``file``.
+    public var fileBytes: Int { file.count }
 }

@@ -130,6 +130,18 @@ private func roles(_ c: ModelCatalog, layer: Int) -> [String: TensorRole] {
         return (t, md)
     }
 
+    /// transformers ≥ 5 nests the RoPE base in `rope_parameters` (Gemma 3: one per attention type).
+    @Test(arguments: [("{\"rope_theta\": 5.0}", 5.0), ("{\"rope_parameters\": {\"rope_theta\": 100000.0, \"rope_type\": \"default\"}}", 1e5),
+                      ("{\"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1e6}, \"sliding_attention\": {\"rope_theta\": 1e4}}}", 1e6),
+                      ("{}", 10_000)])
+    func huggingFaceRoPEBase(_ json: String, _ theta: Double) throws {
+        var (tensors, md) = Self.hfQwen()
+        md = md.filter { $0.key != "rope_theta" }
+        let extra = Array(json.utf8).withUnsafeBytes { (try? JSONParser.parse($0, path: "config.json"))?.flattenedMetadata() ?? [:] }
+        md.merge(extra) { _, b in b }
+        #expect(try ModelCatalog(tensors: tensors, metadata: md).hyperparameters?.ropeTheta == theta, "\(json)")
+    }
+
     @Test func huggingFaceQwenWithGQAAndHeadDim() throws {
         let (tensors, md) = Self.hfQwen()
         #expect(md["rope_scaling.factor"]?.doubleValue == 4)
