@@ -56,7 +56,7 @@ run: build
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 test: setup models pydeps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
-	$(SWIFT) test $(TEST_FLAGS) --skip-build
+	KVSCOPE_REQUIRE_HF_FIXTURES=1 $(SWIFT) test $(TEST_FLAGS) --skip-build
 	Tests/E2E/run.sh $(KVSCOPE)
 
 test-debug: setup models pydeps
@@ -78,7 +78,7 @@ clean:
 ## Config inputs are cut to 4 KiB: its 100 KB seeds ran at 2 exec/s; the tests read them whole.)
 FUZZ_SECONDS ?= 60
 fuzz: setup
-	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy Config:config; do \
+	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy Config:config CheckpointIndex:checkpoint_index HFConfig:hf_config; do \
 		name=$${t%%:*}; dir=$${t##*:}; work=.fuzz/$$name; mkdir -p $$work/corpus; \
 		KVSCOPE_FUZZ=1 $(SWIFT) build -c release --sanitize=fuzzer --scratch-path .build-fuzz --product Fuzz$$name; \
 		cp -n Tests/Corpus/$$dir/* $$work/corpus/ 2>/dev/null || true; \

@@ -12,24 +12,20 @@ public enum ModelHashCache {
         return base + "/kvscope/sha256"
     }
 
-    /// The SHA-256 of the file at `path`, from the cache when its identity is unchanged.
+    /// The SHA-256 of the model at `path` (``TensorFiles/ModelFiles/sha256(_:)``: a file, or a checkpoint
+    /// folder's files), from the cache when its identity is unchanged.
     /// - Parameter useCache: read and write the cache (false always hashes).
     /// - Throws: ``TensorFiles/TensorFileError`` when the file cannot be read. Cache failures are ignored.
     public static func sha256(ofFile path: String, environment: [String: String] = ProcessInfo.processInfo.environment,
                               useCache: Bool = true) throws -> String {
-        let file = try MappedFile(path: path)
-        let id = file.identity
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        let key = SHA256.hex(Array("\(absolute)|\(id.device)|\(id.inode)|\(id.size)|\(id.modificationTimeNanoseconds)".utf8))
+        let key = SHA256.hex(Array(try ModelFiles.identityKey(path).utf8))
         let dir = directory(environment: environment)
         let entry = dir + "/" + key
         if useCache, let data = FileManager.default.contents(atPath: entry),
            let text = String(data: data, encoding: .utf8), KVScopeConfig.isHexDigest(text) {
             return text
         }
-        var h = SHA256()
-        h.update(file.bytes)
-        let digest = h.finalizeHex()
+        let digest = try ModelFiles.sha256(path)
         if useCache {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             if let writer = try? AtomicFileWriter(path: entry, overwrite: true) {

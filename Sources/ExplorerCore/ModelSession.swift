@@ -8,7 +8,8 @@ import TensorFiles
 /// A model opened for analysis: its file, catalog and hyper-parameters, and the K/V projection
 /// weights in Hugging Face row order. Shared by the explorer and the command-line tools.
 ///
-/// Opens either a model file or a sample bundle directory (one with a `bundle.json`,
+/// Opens a model file, an HF checkpoint folder (config.json and safetensors), or a sample bundle
+/// directory (one with a `bundle.json`,
 /// docs/sample-bundle.md); a bundle offers the same K/V projections and spectra, plus its shipped
 /// calibration statistics and weight-quantization error tables.
 public final class ModelSession: Sendable {
@@ -22,12 +23,15 @@ public final class ModelSession: Sendable {
     /// The bundle's directory when a bundle was opened.
     public let bundleDirectory: String?
 
-    /// Opens `path`: a GGUF, a safetensors file with config.json beside it, or a bundle directory.
+    /// Opens `path`: a GGUF, a safetensors file with config.json beside it, an HF checkpoint folder,
+    /// or a bundle directory (a directory with bundle.json).
     /// - Throws: ``TensorFileError`` for unreadable files, or when the model has no K/V projections.
     public init(path: String) throws {
         self.path = path
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        let bundleManifest = URL(fileURLWithPath: path).appendingPathComponent("bundle.json").path
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue,
+           FileManager.default.fileExists(atPath: bundleManifest) {
             let manifest = try SampleBundleManifest.read(directory: path)
             bundle = manifest
             bundleDirectory = path
@@ -87,7 +91,7 @@ public final class ModelSession: Sendable {
     public func cacheKey(layer: Int, kind: ProjectionKind, what: String) -> String {
         let role: TensorRole = kind == .k ? .k : .v
         let name = opened.catalog.entry(layer: layer, role: role)?.name ?? "layer\(layer).\(kind.rawValue)"
-        let id = opened.file.file.identity
+        let id = opened.file.identity
         let absolute = URL(fileURLWithPath: opened.file.path).standardizedFileURL.path
         return "\(absolute)|\(id.device)|\(id.inode)|\(id.size)|\(id.modificationTimeNanoseconds)|\(name)|\(what)"
     }

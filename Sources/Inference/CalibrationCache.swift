@@ -66,9 +66,7 @@ public struct CalibrationCache: Sendable {
     /// The identity string of a model file: absolute path and file identity.
     /// - Throws: ``TensorFileError`` when the file cannot be opened.
     public static func modelIdentity(path: String) throws -> String {
-        let id = try MappedFile(path: path).identity
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        return "\(absolute)|\(id.device)|\(id.inode)|\(id.size)|\(id.modificationTimeNanoseconds)"
+        try ModelFiles.identityKey(path)
     }
 
     /// The file that holds the statistics of (model, text, settings).

@@ -53,7 +53,8 @@ public enum ModelLoader {
         case .safetensors, .npy:
             let weights = try DenseModelWeights(huggingFace: opened.file, config: opened.metadata)
             let dir = URL(fileURLWithPath: opened.configPath ?? opened.file.path).deletingLastPathComponent()
-            let tokenizerPath = dir.appendingPathComponent("tokenizer.json").path
+            let tokenizerPath = (opened.file as? CheckpointFolder)?.tokenizerPath
+                ?? dir.appendingPathComponent("tokenizer.json").path
             guard FileManager.default.fileExists(atPath: tokenizerPath) else {
                 throw TensorFileError(path: tokenizerPath, "missing: an HF checkpoint needs its tokenizer.json")
             }

@@ -151,7 +151,7 @@ public enum SampleBundleWriter {
         let (statistics, provenanceBase) = try CalibrationCapture.run(
             model: model, tokenizer: tokenizer, text: text, sampleCount: sampleCount,
             progress: { progress?("calibration", $0, $1) }, cancellation: cancellation)
-        let modelSHA = try SHA256.hex(fileAt: modelPath)
+        let modelSHA = try ModelFiles.sha256(modelPath)
         var provenance = provenanceBase
         provenance.modelSHA256 = modelSHA
         try CalibrationFile.write(statistics, to: dir.appendingPathComponent(names.calibration).path,

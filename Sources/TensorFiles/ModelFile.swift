@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -87,6 +88,42 @@ public enum ModelFiles {
         let json = try JSONParser.parse(bytes, path: path)
         guard case .object = json else { throw TensorFileError(path: path, "config is not a JSON object") }
         return json.flattenedMetadata()
+    }
+
+    /// The files that make up a model at `path`: the file itself, or for a checkpoint folder its
+    /// `.json` and `.safetensors` files (config, index, shards, tokenizer), sorted by name.
+    /// - Throws: ``TensorFileError`` when a folder cannot be listed.
+    public static func contentFiles(_ path: String) throws -> [String] {
+        guard isDirectory(path) else { return [path] }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else {
+            throw TensorFileError(path: path, "cannot list the checkpoint folder")
+        }
+        let base = path.hasSuffix("/") ? path : path + "/"
+        return names.filter { !$0.hasPrefix(".") && ($0.hasSuffix(".json") || $0.hasSuffix(".safetensors")) }
+            .sorted().map { base + $0 }
+    }
+
+    /// A string that changes when the model at `path` changes: absolute path, device, inode, size
+    /// and modification time of each of its ``contentFiles(_:)``.
+    /// - Throws: ``TensorFileError`` when a file cannot be opened.
+    public static func identityKey(_ path: String) throws -> String {
+        try contentFiles(path).map { file in
+            let id = try MappedFile(path: file).identity
+            let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
+            return "\(absolute)|\(id.device)|\(id.inode)|\(id.size)|\(id.modificationTimeNanoseconds)"
+        }.joined(separator: "\n")
+    }
+
+    /// The SHA-256 of a model: of its file, or for a checkpoint folder of the lines
+    /// "NAME SHA256\n" of its ``contentFiles(_:)`` (so any changed shard, index, config or tokenizer changes it).
+    /// - Throws: ``TensorFileError`` when a file cannot be read.
+    public static func sha256(_ path: String) throws -> String {
+        guard isDirectory(path) else { return try SHA256.hex(fileAt: path) }
+        var lines = ""
+        for file in try contentFiles(path) {
+            lines += "\(URL(fileURLWithPath: file).lastPathComponent) \(try SHA256.hex(fileAt: file))\n"
+        }
+        return SHA256.hex(Array(lines.utf8))
     }
 
     /// Whether `path` names a directory (a checkpoint folder); false when it does not exist.

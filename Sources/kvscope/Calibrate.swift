@@ -48,7 +48,7 @@ struct Calibrate: ParsableCommand {
                     maxSequenceLength: maxSequence, inputMoments: inputMoments, progress: { bar.update($0, $1) }, cancellation: interrupt.flag)
                 bar.finish()
                 var withModel = provenance
-                if let full = session.fullModelPath { withModel.modelSHA256 = try SHA256.hex(fileAt: full) }
+                if let full = session.fullModelPath { withModel.modelSHA256 = try ModelFiles.sha256(full) }
                 try CalibrationFile.write(statistics, to: out, provenance: withModel, overwrite: force)
                 let split = provenance.sequenceCount > 1 ? " as \(provenance.sequenceCount) sequences of ≤ \(maxSequence)" : ""
                 FileHandle.standardError.write(Data(

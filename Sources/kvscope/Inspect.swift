@@ -49,7 +49,7 @@ struct Inspect: ParsableCommand {
             "sliding_window": hp?.slidingWindow.json ?? nil,
             "sliding_layers": hp.map { $0.slidingWindow == nil ? JSON.null : $0.slidingLayers.sorted().json } ?? nil,
             "runs": (ModelLoader.architecture(of: m) != nil).json,
-            "total_bytes": m.file.tensors.reduce(0) { $0 + $1.byteCount }.json, "file_bytes": m.file.file.count.json,
+            "total_bytes": m.file.tensors.reduce(0) { $0 + $1.byteCount }.json, "file_bytes": m.file.fileBytes.json,
         ]
     }
 
