@@ -37,10 +37,12 @@ extension Tokenizer {
         symbols[symbols.count - 1].next = -1
         var heap: [Bigram] = []
 
-        func string(_ start: Int, _ count: Int) -> String {
-            var view = String.UnicodeScalarView()
-            view.append(contentsOf: scalars[start..<(start + count)])
-            return String(view)
+        // Pieces as UTF-8 bytes (the vocabulary's keys: exact scalars, not canonical equivalence).
+        func string(_ start: Int, _ count: Int) -> [UInt8] {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(4 * count)
+            for s in scalars[start..<(start + count)] { appendUTF8(s, to: &bytes) }
+            return bytes
         }
         func push(_ b: Bigram) {
             heap.append(b)
@@ -98,7 +100,7 @@ extension Tokenizer {
             if let id = ids[piece] {
                 out.append(id)
             } else {
-                for b in piece.utf8 {
+                for b in piece {
                     let id = byteTokens[Int(b)]
                     if id >= 0 { out.append(id) } else if let unknownID { out.append(unknownID) }
                 }

@@ -49,7 +49,9 @@ public struct Tokenizer: Sendable {
     let tokenBytes: [[UInt8]]
     /// SentencePiece: token scores and the id of each token string.
     let scores: [Float]
-    let ids: [String: Int32]
+    /// Keyed by UTF-8 bytes, not String: Swift's String equality is canonical equivalence, which
+    /// would make "e\u{301}" find the token of "é".
+    let ids: [[UInt8]: Int32]
     /// `tokenizer.ggml.unknown_token_id` (SentencePiece's last resort).
     let unknownID: Int32?
     /// User-defined tokens as scalar arrays with their ids, longest first.
@@ -179,8 +181,8 @@ public struct Tokenizer: Sendable {
         self.unknownID = unknownID
         self.scores = scores ?? []
 
-        var ids = [String: Int32](minimumCapacity: tokens.count)
-        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        var ids = [[UInt8]: Int32](minimumCapacity: tokens.count)
+        for (i, t) in tokens.enumerated() where ids[Array(t.utf8)] == nil { ids[Array(t.utf8)] = Int32(i) }
         self.ids = ids
         var userDefined: [(scalars: [Unicode.Scalar], id: Int32)] = []
         for (i, t) in tokens.enumerated() where tokenTypes[i] == 4 && !t.isEmpty {
@@ -194,7 +196,7 @@ public struct Tokenizer: Sendable {
 
         var merges = [UInt64: Merge](minimumCapacity: mergePairs.count)
         for (rank, (left, right)) in mergePairs.enumerated() {
-            guard let l = ids[left], let r = ids[right], let m = ids[left + right] else {
+            guard let l = ids[Array(left.utf8)], let r = ids[Array(right.utf8)], let m = ids[Array(left.utf8) + Array(right.utf8)] else {
                 throw InferenceError.invalidMetadata(
                     key: mergesKey, detail: "entry \(rank) \"\(left) \(right)\" names unknown tokens")
             }
@@ -209,12 +211,12 @@ public struct Tokenizer: Sendable {
             // A byte with no token of its own (GGUF vocabularies may drop unused control bytes) is
             // skipped when encoding, as `tokenizers` does without an unknown token.
             let alphabet = ByteAlphabet.shared
-            for b in 0..<256 { byteTokens[b] = ids[String(Character(alphabet.scalarOfByte[b]))] ?? -1 }
+            for b in 0..<256 { byteTokens[b] = ids[Array(String(Character(alphabet.scalarOfByte[b])).utf8)] ?? -1 }
             tokenBytes = tokens.map { alphabet.bytes(of: $0) }
         case .sentencePiece, .characterBPE:
             for b in 0..<256 {
                 let name = "<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">"
-                if let id = ids[name], tokenTypes[Int(id)] == 6 { byteTokens[b] = id }
+                if let id = ids[Array(name.utf8)], tokenTypes[Int(id)] == 6 { byteTokens[b] = id }
             }
             tokenBytes = tokens.enumerated().map { i, token in
                 if tokenTypes[i] == 6, token.utf8.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">"),
@@ -314,11 +316,11 @@ public struct Tokenizer: Sendable {
         var utf8 = [UInt8]()
         for s in text {
             let c = s == " " ? "\u{2581}" : s
-            if let id = ids[String(Character(c))] {
+            utf8.removeAll(keepingCapacity: true)
+            appendUTF8(c, to: &utf8)
+            if let id = ids[utf8] {
                 symbols.append(id)
             } else {
-                utf8.removeAll(keepingCapacity: true)
-                appendUTF8(c, to: &utf8)
                 for b in utf8 {
                     let id = byteTokens[Int(b)]
                     if id >= 0 { symbols.append(id) } else if let unknownID { symbols.append(unknownID) }
@@ -384,7 +386,7 @@ public struct Tokenizer: Sendable {
 }
 
 @inline(__always)
-private func appendUTF8(_ s: Unicode.Scalar, to bytes: inout [UInt8]) {
+func appendUTF8(_ s: Unicode.Scalar, to bytes: inout [UInt8]) {
     let v = s.value
     switch v {
     case 0..<0x80:

@@ -22,6 +22,15 @@ import Testing
         }
         var model: String
         var tokenizer: Tokenizer
+
+        /// The text cases, then the files (whose `text` is their path) with their contents.
+        func allCases() throws -> [Case] {
+            try tokenizer.cases + tokenizer.files.keys.sorted().map { path in
+                var c = tokenizer.files[path]!
+                c.text = try String(contentsOf: repositoryFile(path), encoding: .utf8)
+                return c
+            }
+        }
     }
 
     static func golden(_ name: String) throws -> Golden {
@@ -39,7 +48,7 @@ import Testing
         let g = try Self.golden(name)
         let tokenizer = try Self.ggufTokenizer(name, g)
         var checked = 0
-        for c in g.tokenizer.cases + g.tokenizer.files.values.sorted(by: { $0.text.count < $1.text.count }) {
+        for c in try g.allCases() {
             let ids = tokenizer.encode(c.text)
             #expect(ids == c.gguf, "\(name): \(c.text.prefix(40).debugDescription)")
             checked += 1
@@ -53,7 +62,7 @@ import Testing
         let path = repositoryFile("models/hf/\(name)-f32/tokenizer.json").path
         let tokenizer = try Inference.Tokenizer(huggingFaceJSONAt: path)
         var checked = 0
-        for c in g.tokenizer.cases + Array(g.tokenizer.files.values) {
+        for c in try g.allCases() {
             let expected = try #require(c.tokenizers_ids, "\(name): the golden lacks tokenizers ids")
             #expect(tokenizer.encode(c.text) == expected, "\(name): \(c.text.prefix(40).debugDescription)")
             checked += 1

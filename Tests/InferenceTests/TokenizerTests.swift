@@ -88,11 +88,16 @@ struct TokenizerGolden: Decodable {
 
     @Test func rejectsOtherTokenizerModels() throws {
         var meta = try smolLM2Metadata()
+        meta["tokenizer.ggml.model"] = .string("bert")
+        #expect(throws: InferenceError.unsupportedTokenizer("model \"bert\" (kvscope reads gpt2 and llama)")) { try Tokenizer(metadata: meta) }
+        // A SentencePiece vocabulary needs its scores.
         meta["tokenizer.ggml.model"] = .string("llama")
-        #expect(throws: InferenceError.unsupportedTokenizer("model \"llama\"")) { try Tokenizer(metadata: meta) }
+        #expect(throws: InferenceError.invalidMetadata(key: "tokenizer.ggml.scores", detail: "missing or not one score per token")) {
+            try Tokenizer(metadata: meta)
+        }
         meta["tokenizer.ggml.model"] = .string("gpt2")
-        meta["tokenizer.ggml.pre"] = .string("qwen2")
-        #expect(throws: InferenceError.unsupportedTokenizer("pre-tokenizer \"qwen2\"")) { try Tokenizer(metadata: meta) }
+        meta["tokenizer.ggml.pre"] = .string("deepseek-coder")
+        #expect(throws: InferenceError.unsupportedTokenizer("pre-tokenizer \"deepseek-coder\"")) { try Tokenizer(metadata: meta) }
         meta["tokenizer.ggml.pre"] = .string("smollm")
         meta["tokenizer.ggml.merges"] = .array([.string("nospace")])
         #expect(throws: InferenceError.self) { try Tokenizer(metadata: meta) }
