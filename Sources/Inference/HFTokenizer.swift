@@ -8,6 +8,8 @@ import TensorFiles
 /// - a SentencePiece-style setup (`Metaspace` pre-tokenizer, or a normalizer that replaces " " by
 ///   "▁"), with `byte_fallback`: BPE over characters, `<0xXX>` tokens for characters without one.
 ///
+/// An `NFC` normalizer is applied (Qwen2's); other normalizers are refused.
+///
 /// Added tokens that are not special are cut out of the text first (longest first); special ones
 /// are never parsed from text. BOS is prepended when the post-processor's single-sequence
 /// template starts with a special token. Anything else is an error naming the field.
@@ -67,7 +69,13 @@ extension Tokenizer {
         let stepTypes = steps.map { $0["type"]?.string ?? "?" }
         var preTokenizer = PreTokenizer.gpt2
         let kind: Kind
+        let normalizer = json["normalizer"].flatMap { $0 == .null ? nil : $0 }
+        let norms: [JSONValue] = normalizer.map { n in n["type"]?.string == "Sequence" ? (n["normalizers"]?.array ?? []) : [n] } ?? []
+        let nfc = norms.contains { $0["type"]?.string == "NFC" }
         if stepTypes.contains("ByteLevel") {
+            for n in norms where n["type"]?.string != "NFC" {
+                throw InferenceError.unsupportedTokenizer("tokenizer.json normalizer \(n["type"]?.string ?? "?") before ByteLevel")
+            }
             kind = .byteLevelBPE
             let others = steps.filter { $0["type"]?.string != "ByteLevel" }
             let byteLevel = steps.first { $0["type"]?.string == "ByteLevel" }
@@ -89,8 +97,6 @@ extension Tokenizer {
                 throw InferenceError.unsupportedTokenizer("tokenizer.json pre-tokenizers \(stepTypes)")
             }
         } else {
-            let normalizer = json["normalizer"].flatMap { $0 == .null ? nil : $0 }
-            let norms: [JSONValue] = normalizer.map { n in n["type"]?.string == "Sequence" ? (n["normalizers"]?.array ?? []) : [n] } ?? []
             let replacesSpace = norms.contains { $0["type"]?.string == "Replace" && $0["pattern"]?["String"]?.string == " "
                 && $0["content"]?.string == "\u{2581}" }
             let metaspace = stepTypes == ["Metaspace"]
@@ -157,7 +163,7 @@ extension Tokenizer {
         }
         try self.init(kind: kind, tokens: tokens, tokenTypes: tokenTypes, preTokenizer: preTokenizer, bosTokenID: bos,
                       eosTokenID: nil, addsBOS: addsBOS, addsSpacePrefix: false, merges: mergePairs, scores: nil,
-                      unknownID: (model["unk_token"]?.string).flatMap { ids[$0] })
+                      unknownID: (model["unk_token"]?.string).flatMap { ids[$0] }, normalizesNFC: nfc)
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import TensorFiles
 
 import TensorFiles
@@ -39,6 +40,9 @@ public struct Tokenizer: Sendable {
     public let addsBOS: Bool
     /// SentencePiece: whether a ▁ is put in front of the text (`tokenizer.ggml.add_space_prefix`).
     public let addsSpacePrefix: Bool
+    /// Whether text is put in Unicode normalization form C first (a tokenizer.json `NFC`
+    /// normalizer; GGUF tokenizers never normalize, as llama.cpp does not).
+    public let normalizesNFC: Bool
 
     /// Byte-level BPE: token id of each byte's one-character token. Otherwise: id of `<0xXX>`.
     let byteTokens: [Int32]
@@ -166,7 +170,7 @@ public struct Tokenizer: Sendable {
     ///   or token types of the wrong length.
     init(kind: Kind, tokens: [String], tokenTypes: [Int32], preTokenizer: PreTokenizer, bosTokenID: Int32?,
          eosTokenID: Int32?, addsBOS: Bool, addsSpacePrefix: Bool, merges mergePairs: [(String, String)],
-         scores: [Float]?, unknownID: Int32?, mergesKey: String = "model.merges") throws {
+         scores: [Float]?, unknownID: Int32?, mergesKey: String = "model.merges", normalizesNFC: Bool = false) throws {
         guard tokenTypes.count == tokens.count, scores.map({ $0.count == tokens.count }) ?? true else {
             throw InferenceError.invalidMetadata(key: "tokens", detail: "types or scores do not match the \(tokens.count) tokens")
         }
@@ -178,6 +182,7 @@ public struct Tokenizer: Sendable {
         self.eosTokenID = eosTokenID
         self.addsBOS = addsBOS
         self.addsSpacePrefix = addsSpacePrefix
+        self.normalizesNFC = normalizesNFC
         self.unknownID = unknownID
         self.scores = scores ?? []
 
@@ -234,7 +239,7 @@ public struct Tokenizer: Sendable {
     /// Byte-level BPE: a byte that has no token in the vocabulary is dropped (there is no unknown
     /// token). SentencePiece: a byte with no `<0xXX>` token becomes the unknown token, if any.
     public func encode(_ text: String) -> [Int32] {
-        let scalars = Array(text.unicodeScalars)
+        let scalars = Array((normalizesNFC ? text.precomposedStringWithCanonicalMapping : text).unicodeScalars)
         var out = [Int32]()
         out.reserveCapacity(scalars.count / 3 + 2)
         if addsBOS, let bos = bosTokenID { out.append(bos) }

@@ -131,7 +131,9 @@ struct JSONParser {
     mutating func object(depth: Int) throws -> JSONValue {
         offset += 1
         var members: [(key: String, value: JSONValue)] = []
-        var seen = Set<String>()
+        // Keys compared by their UTF-8 bytes: Swift's String equality is canonical equivalence,
+        // and vocabularies hold keys that differ only in normalization form ("é" and "e\u{301}").
+        var seen = Set<[UInt8]>()
         skipWhitespace()
         if peek == UInt8(ascii: "}") { offset += 1; return .object(members) }
         while true {
@@ -140,7 +142,7 @@ struct JSONParser {
             guard peek == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyOffset = offset
             let key = try string()
-            guard seen.insert(key).inserted else {
+            guard seen.insert(Array(key.utf8)).inserted else {
                 offset = keyOffset
                 throw error("duplicate key \"\(key)\"")
             }

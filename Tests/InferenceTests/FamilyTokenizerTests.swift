@@ -5,16 +5,15 @@ import Testing
 
 /// Token ids of every family's tokenizer against Tests/Golden/inference/families/<name>.json
 /// (Tests/Reference/families_reference.py): the GGUF tokenizer against the reference built from the
-/// GGUF's own vocabulary (`tokenizers` BPE with llama.cpp's pre-tokenizer regex, or Google's
-/// SentencePiece for a SentencePiece vocabulary), and the HF folder's tokenizer.json against the
-/// `tokenizers` library reading the same file, on texts with Unicode, digits, code, whitespace runs,
+/// GGUF's own vocabulary (`tokenizers` BPE with llama.cpp's pre-tokenizer regex, or llama.cpp's
+/// SentencePiece algorithm checked against Google's `sentencepiece`), and the HF folders'
+/// tokenizer.json against the `tokenizers` library reading the same file, on texts with Unicode, digits, code, whitespace runs,
 /// emoji, contractions and U+FFFD, and on the three sample texts.
 @Suite struct FamilyTokenizerTests {
     struct Golden: Decodable {
         struct Case: Decodable {
             var text: String
             var gguf: [Int32]
-            var tokenizers_ids: [Int32]?
         }
         struct Tokenizer: Decodable {
             var cases: [Case]
@@ -56,18 +55,25 @@ import Testing
         #expect(checked >= 15)
     }
 
+    /// Ids of the `tokenizers` library reading the same tokenizer.json (Tests/Reference/tokenizer_json_golden.py).
+    struct TokenizerJSONGolden: Decodable {
+        struct Case: Decodable { var text: String; var is_file: Bool; var ids: [Int32] }
+        var cases: [Case]
+    }
+
     @Test(arguments: ["smollm2", "qwen2", "gemma3"])
     func tokenizerJSONMatchesTheTokenizersLibrary(name: String) throws {
-        let g = try Self.golden(name)
-        let path = repositoryFile("models/hf/\(name)-f32/tokenizer.json").path
-        let tokenizer = try Inference.Tokenizer(huggingFaceJSONAt: path)
-        var checked = 0
-        for c in try g.allCases() {
-            let expected = try #require(c.tokenizers_ids, "\(name): the golden lacks tokenizers ids")
-            #expect(tokenizer.encode(c.text) == expected, "\(name): \(c.text.prefix(40).debugDescription)")
-            checked += 1
+        let golden = try JSONDecoder().decode(
+            TokenizerJSONGolden.self,
+            from: Data(contentsOf: repositoryFile("Tests/Golden/inference/families/\(name)_tokenizer_json.json")))
+        for folder in ["\(name)-f32", "\(name)-bf16"] {
+            let tokenizer = try Inference.Tokenizer(huggingFaceJSONAt: repositoryFile("models/hf/\(folder)/tokenizer.json").path)
+            for c in golden.cases {
+                let text = c.is_file ? try String(contentsOf: repositoryFile(c.text), encoding: .utf8) : c.text
+                #expect(tokenizer.encode(text) == c.ids, "\(folder): \(c.text.prefix(40).debugDescription)")
+            }
+            #expect(golden.cases.count >= 15)
         }
-        #expect(checked >= 15)
     }
 
     /// Decoding the ids of a text gives the text back (byte fallback and the ▁ space included).

@@ -11,10 +11,10 @@ These are generated (by `make models`), never committed: models/ is git-ignored.
 How: transformers loads the GGUF (dequantized to float32; it un-permutes the llama Q/K rows and
 subtracts Gemma's +1 from the norm weights), but refuses to save_pretrained a GGUF-loaded model,
 so the weights are copied into AutoModelForCausalLM.from_config(config) with load_state_dict and
-that model is saved. The tokenizer is the one transformers converts from the GGUF metadata
-(AutoTokenizer.from_pretrained(dir, gguf_file=...)), saved as is: see families_reference.py for
-where it differs from the GGUF's own tokenizer (SmolLM2: a BOS the GGUF does not add; Gemma 3:
-a Unigram model over BPE scores).
+that model is saved. The tokenizer.json is built from the GGUF metadata by gguf_tokenizer_json.py
+(the one transformers converts from a GGUF is lossy: a BOS SmolLM2's GGUF does not add, a Unigram
+model over Gemma 3's BPE scores; families_reference.py records where), so a folder tokenizes like
+its GGUF; transformers' tokenizer_config.json is kept beside it.
 
 Every folder is reloaded once before it is published: its tensors must equal the source tensors
 (exactly for float32, equal to the float32 tensors rounded to bfloat16 for bf16), the embedding
@@ -39,6 +39,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_tokenizer_json  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -52,6 +54,7 @@ MODELS = {
     "gemma3": ("gemma3", "gemma-3-270m-q4_k_m.gguf"),
 }
 STAMP = ".complete"
+TOKENIZER_STAMP = ".tokenizer-from-gguf-v1"  # tokenizer.json written by gguf_tokenizer_json.py
 CHECK_IDS = [[2, 100, 1000, 5000, 10000, 20, 300, 4000]]  # a few in-vocabulary ids for the logits check
 
 
@@ -128,6 +131,14 @@ def check(folder, src32, ref, dtype, tied):
     return err, 0.0
 
 
+def write_tokenizer(models_dir, name, folder):
+    """tokenizer.json from the GGUF (replacing transformers' conversion), then its stamp."""
+    sub, file = MODELS[name]
+    gguf_tokenizer_json.build(os.path.join(models_dir, sub, file)).save(os.path.join(folder, "tokenizer.json"))
+    with open(os.path.join(folder, TOKENIZER_STAMP), "w") as f:
+        f.write("tokenizer.json from gguf_tokenizer_json.py\n")
+
+
 def write_folder(models_dir, name, kind, src32, tok):
     final = os.path.join(models_dir, "hf", f"{name}-{kind}")
     if os.path.exists(os.path.join(final, STAMP)):
@@ -150,8 +161,7 @@ def write_folder(models_dir, name, kind, src32, tok):
             if not os.path.exists(os.path.join(tmp, "model.safetensors")):
                 raise RuntimeError(f"{name}-f32: no single model.safetensors in {sorted(os.listdir(tmp))}")
         tok.save_pretrained(tmp)
-        if not os.path.exists(os.path.join(tmp, "tokenizer.json")):
-            raise RuntimeError(f"{name}-{kind}: the tokenizer did not write tokenizer.json")
+        write_tokenizer(models_dir, name, tmp)
         err, rel = check(tmp, src32, model, dtype, tied)
         with open(os.path.join(tmp, STAMP), "w") as f:
             f.write(f"{MODELS[name][1]}\n")
@@ -175,6 +185,10 @@ def main():
     for name in args.names:
         t0 = time.time()
         finals = [os.path.join(args.models_dir, "hf", f"{name}-{k}") for k in ("bf16", "f32")]
+        for f in finals:  # complete folders from before the GGUF-built tokenizer.json: replace it only
+            if os.path.exists(os.path.join(f, STAMP)) and not os.path.exists(os.path.join(f, TOKENIZER_STAMP)):
+                write_tokenizer(args.models_dir, name, f)
+                log(f"hf_fixtures: {f}: tokenizer.json rebuilt from the GGUF")
         if all(os.path.exists(os.path.join(f, STAMP)) for f in finals):
             log(f"hf_fixtures: {name}: up to date ({', '.join(finals)})")
             continue
