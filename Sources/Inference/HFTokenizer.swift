@@ -15,7 +15,8 @@ import TensorFiles
 /// template starts with a special token. Anything else is an error naming the field.
 extension Tokenizer {
     /// Reads `path`.
-    /// - Parameter addsBOSByDefault: used only when the file has no post-processor.
+    /// - Parameter addsBOSByDefault: used only when the file has no post-processor (the `tokenizers`
+    ///   library then adds none: keep false to tokenize as it does).
     /// - Throws: ``TensorFileError`` for unreadable JSON, ``InferenceError/unsupportedTokenizer(_:)``
     ///   and ``InferenceError/invalidMetadata(key:detail:)`` for what kvscope does not implement or
     ///   what is inconsistent.

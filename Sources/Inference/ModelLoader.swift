@@ -58,8 +58,8 @@ public enum ModelLoader {
             guard FileManager.default.fileExists(atPath: tokenizerPath) else {
                 throw TensorFileError(path: tokenizerPath, "missing: an HF checkpoint needs its tokenizer.json")
             }
-            let tokenizer = try Tokenizer(huggingFaceJSONAt: tokenizerPath,
-                                          addsBOSByDefault: weights.configuration.architecture.addsBOSByDefault)
+            // BOS as the file's post-processor says (`tokenizers` adds none without one).
+            let tokenizer = try Tokenizer(huggingFaceJSONAt: tokenizerPath)
             try checkVocabulary(tokenizer, weights.configuration, path: tokenizerPath)
             return (try TransformerModel(weights: weights), tokenizer)
         }

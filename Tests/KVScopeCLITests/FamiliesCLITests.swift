@@ -63,54 +63,61 @@ import Testing
 
     static let families = ["smollm2", "qwen2", "gemma3"]
 
+    /// Worst |σ_ours − σ_ref| / σ₁ over every layer of a `spectra --json` document.
+    static func worstSpectrumError(_ doc: [String: Any], _ g: Golden, centered: Bool) throws -> Double {
+        let layers = try #require(doc["layers"] as? [[String: Any]])
+        guard layers.count == g.spectra.layers.count else { throw CLITestError("\(layers.count) layers, expected \(g.spectra.layers.count)") }
+        var worst = 0.0
+        for (ours, ref) in zip(layers, g.spectra.layers) {
+            for (key, values) in [("k", centered ? ref.k_centered.values : ref.k.values),
+                                  ("v", centered ? ref.v_centered.values : ref.v.values)] {
+                let sigma = try #require((ours[key] as? [String: Any])?["singular_values"] as? [Double])
+                guard sigma.count == values.count else { throw CLITestError("layer \(ref.layer) \(key): \(sigma.count) values, expected \(values.count)") }
+                for (a, b) in zip(sigma, values) { worst = max(worst, abs(a - b) / values[0]) }
+            }
+        }
+        return worst
+    }
+
+    /// One family, its GGUF and both HF folders: baseline, spectra and the three compressed caches.
     @Test(arguments: families)
-    func baselineMatchesTransformers(name: String) throws {
+    func familyMatchesTheReferences(name: String) throws {
         let g = try Self.golden(name)
-        for path in Self.paths(name, g) {
-            let doc = try Self.json(try CLI.run(["eval", path, "--text", Self.text, "--json"]), "eval \(path)")
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("kvscope-families-\(name)-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let env = ["XDG_CACHE_HOME": cache.path]
+        let paths = Self.paths(name, g)
+        var ggufBaseline = 0.0
+        for path in paths {
+            // Baseline mean NLL against transformers float32. bf16 weights round the float32 ones,
+            // which moves the NLL by up to ~1e-3: those folders are held to the acceptance's 0.2% of
+            // perplexity (2e-3 in NLL), the float32 inputs to 2e-4.
+            let doc = try Self.json(try CLI.run(["eval", path, "--text", Self.text, "--json"], environment: env), "eval \(path)")
             let nll = try #require(doc["mean_nll"] as? Double)
+            if path == paths[0] { ggufBaseline = nll }
             #expect(doc["n_tokens"] as? Int == g.n_tokens, "\(path): token count")
-            // bf16 weights round the float32 ones: their NLL moves by up to ~1e-3 (0.1% of perplexity).
             let tolerance = path.hasSuffix("bf16") ? 2e-3 : 2e-4
             #expect(abs(nll - g.baseline.transformers_float32_mean_nll) <= tolerance,
                     "\(path): mean NLL \(nll), transformers \(g.baseline.transformers_float32_mean_nll)")
         }
-    }
-
-    @Test(arguments: families)
-    func kvSpectraMatchTransformersActivations(name: String) throws {
-        let g = try Self.golden(name)
-        for path in Self.paths(name, g).prefix(2) {
-            for centered in [false, true] {
-                let r = try CLI.run(["spectra", path, "--source", "kv", "--text", Self.text, "--json", "--no-cache"]
-                                    + (centered ? ["--centered"] : []))
+        // Pre-RoPE K/V spectra of every layer against transformers' activations (the GGUF's
+        // uncentered and centered, from one capture; the f32 folder's uncentered).
+        for (path, centeredToo) in [(paths[0], true), (paths[1], false)] {
+            for centered in centeredToo ? [false, true] : [false] {
+                let r = try CLI.run(["spectra", path, "--source", "kv", "--text", Self.text, "--json"] + (centered ? ["--centered"] : []),
+                                    environment: env)
                 let doc = try Self.json(r, "spectra \(path)")
-                let layers = try #require(doc["layers"] as? [[String: Any]])
-                try #require(layers.count == g.spectra.layers.count, "\(path): layer count")
-                var worst = 0.0
-                for (ours, ref) in zip(layers, g.spectra.layers) {
-                    for (key, values) in [("k", centered ? ref.k_centered.values : ref.k.values),
-                                          ("v", centered ? ref.v_centered.values : ref.v.values)] {
-                        let entry = try #require(ours[key] as? [String: Any])
-                        let sigma = try #require(entry["singular_values"] as? [Double])
-                        let top = values[0]
-                        for (a, b) in zip(sigma, values) { worst = max(worst, abs(a - b) / top) }
-                        #expect(sigma.count >= min(values.count, g.n_tokens), "\(path) layer \(ref.layer) \(key)")
-                    }
-                }
+                #expect(doc["centered"] as? Bool == centered)
+                let worst = try Self.worstSpectrumError(doc, g, centered: centered)
                 #expect(worst <= 2e-3, "\(path) centered \(centered): worst |Δσ|/σ₁ = \(worst)")
             }
         }
-    }
-
-    @Test(arguments: families)
-    func compressedConfigsMatchTheReference(name: String) throws {
-        let g = try Self.golden(name)
-        let path = Self.paths(name, g)[0]
+        // Compressed caches against the float64 reference of the same definition, by ΔNLL.
         for c in g.compressed.cases {
-            let doc = try Self.json(try CLI.run(["eval", path, "--text", Self.text, "--json"] + c.options), "eval \(c.name)")
-            let nll = try #require(doc["mean_nll"] as? Double), base = try #require(doc["baseline_mean_nll"] as? Double)
-            let delta = nll - base
+            let doc = try Self.json(try CLI.run(["eval", paths[0], "--text", Self.text, "--json", "--no-baseline"] + c.options,
+                                                environment: env), "eval \(c.name)")
+            let nll = try #require(doc["mean_nll"] as? Double)
+            let delta = nll - ggufBaseline
             #expect(abs(delta - c.delta_nll) <= c.tolerance,
                     "\(name) \(c.name): ΔNLL \(delta), reference \(c.delta_nll) (tolerance \(c.tolerance))")
             #expect(abs(exp(nll) / exp(c.mean_nll) - 1) <= 0.01, "\(name) \(c.name): perplexity within 1%")
