@@ -125,6 +125,9 @@ public enum SampleBundleWriter {
             throw TensorFileError(path: directory, "cannot create the bundle directory")
         }
 
+        guard !ModelFiles.isDirectory(modelPath) else {
+            throw TensorFileError(path: modelPath, "a sample bundle is made from a GGUF model; HF checkpoint folders are not supported yet")
+        }
         let gguf = try GGUFFile(path: modelPath)
         let metadata = gguf.metadata
         let configuration = try ModelConfiguration(ggufMetadata: metadata)
@@ -133,6 +136,11 @@ public enum SampleBundleWriter {
         var writer = GGUFWriter()
         for entry in gguf.metadataEntries where !entry.key.hasPrefix("tokenizer.") {
             writer.addMetadata(entry.key, entry.value)
+        }
+        // The vocabulary size, which files like Qwen2's give only as the tokenizer's length.
+        let arch = metadata["general.architecture"]?.stringValue ?? ""
+        if metadata["\(arch).vocab_size"] == nil {
+            writer.addMetadata("\(arch).vocab_size", .uint32(UInt32(configuration.vocabularySize)))
         }
         for layer in 0..<configuration.layerCount {
             for suffix in ["attn_k", "attn_v"] {

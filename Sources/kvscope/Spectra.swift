@@ -80,7 +80,7 @@ struct Spectra: ParsableCommand {
                 if case .object(var members) = doc, source == .kv { members["centered"] = centered.json; doc = .object(members) }
                 try CLIError.printJSON(doc)
             } else {
-                print(Spectra.table(session: session, source: source.rawValue, spectra), terminator: "")
+                print(Spectra.table(session: session, source: source.rawValue + (centered ? " (centered)" : ""), spectra), terminator: "")
             }
         }
     }
