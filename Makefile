@@ -71,14 +71,14 @@ bench: setup models build
 clean:
 	$(SWIFT) package clean
 
-## fuzz: libFuzzer on the GGUF, safetensors, npy and config readers, about FUZZ_SECONDS each, built as
+## fuzz: libFuzzer on the GGUF, safetensors, npy, config, checkpoint-folder and tokenizer readers, about FUZZ_SECONDS each, built as
 ## the release build ships them (checked -O, Package.swift) plus the fuzzer's instrumentation (seeds:
 ## the malformed corpus and the small golden fixtures); crashes land in .fuzz/<target>/.
 ## (`swift build` with several --product flags builds only the last, so each target is built alone.
 ## Config inputs are cut to 4 KiB: its 100 KB seeds ran at 2 exec/s; the tests read them whole.)
 FUZZ_SECONDS ?= 60
 fuzz: setup
-	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy Config:config CheckpointIndex:checkpoint_index HFConfig:hf_config; do \
+	@set -e; for t in GGUF:gguf SafeTensors:safetensors Npy:npy Config:config CheckpointIndex:checkpoint_index HFConfig:hf_config Tokenizer:tokenizer; do \
 		name=$${t%%:*}; dir=$${t##*:}; work=.fuzz/$$name; mkdir -p $$work/corpus; \
 		KVSCOPE_FUZZ=1 $(SWIFT) build -c release --sanitize=fuzzer --scratch-path .build-fuzz --product Fuzz$$name; \
 		cp -n Tests/Corpus/$$dir/* $$work/corpus/ 2>/dev/null || true; \

@@ -97,7 +97,8 @@ var package = Package(
 // they are built with --sanitize=fuzzer, which supplies main().
 if ProcessInfo.processInfo.environment["KVSCOPE_FUZZ"] != nil {
     for (name, module) in [("GGUF", "TensorFiles"), ("SafeTensors", "TensorFiles"), ("Npy", "TensorFiles"),
-                           ("Config", "Configuration"), ("CheckpointIndex", "TensorFiles"), ("HFConfig", "TensorFiles")] {
+                           ("Config", "Configuration"), ("CheckpointIndex", "TensorFiles"), ("HFConfig", "TensorFiles"),
+                           ("Tokenizer", "Inference")] {
         package.targets.append(.executableTarget(
             name: "Fuzz\(name)", dependencies: Set([module, "TensorFiles"]).sorted().map { .target(name: $0) }, path: "Fuzz/\(name)",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))

@@ -96,15 +96,7 @@ extension Tokenizer {
         // A merged piece is always a token (merges only form tokens); a single character may not be.
         var i = 0
         while i >= 0 {
-            let piece = string(symbols[i].start, symbols[i].count)
-            if let id = ids[piece] {
-                out.append(id)
-            } else {
-                for b in piece {
-                    let id = byteTokens[Int(b)]
-                    if id >= 0 { out.append(id) } else if let unknownID { out.append(unknownID) }
-                }
-            }
+            appendPiece(string(symbols[i].start, symbols[i].count), into: &out)
             i = symbols[i].next
         }
     }

@@ -323,17 +323,23 @@ public struct Tokenizer: Sendable {
             let c = s == " " ? "\u{2581}" : s
             utf8.removeAll(keepingCapacity: true)
             appendUTF8(c, to: &utf8)
-            if let id = ids[utf8] {
-                symbols.append(id)
-            } else {
-                for b in utf8 {
-                    let id = byteTokens[Int(b)]
-                    if id >= 0 { symbols.append(id) } else if let unknownID { symbols.append(unknownID) }
-                }
-            }
+            appendPiece(utf8, into: &symbols)
         }
         merge(&symbols)
         out.append(contentsOf: symbols)
+    }
+
+    /// The token of a piece (UTF-8 bytes), or its bytes' `<0xXX>` tokens when the vocabulary has none
+    /// (the unknown token for a byte without one).
+    func appendPiece(_ piece: [UInt8], into out: inout [Int32]) {
+        if let id = ids[piece] {
+            out.append(id)
+            return
+        }
+        for b in piece {
+            let id = byteTokens[Int(b)]
+            if id >= 0 { out.append(id) } else if let unknownID { out.append(unknownID) }
+        }
     }
 
     /// BPE over one word's bytes: start from byte tokens, merge the lowest-ranked adjacent pair

@@ -102,4 +102,38 @@ struct TokenizerGolden: Decodable {
         meta["tokenizer.ggml.merges"] = .array([.string("nospace")])
         #expect(throws: InferenceError.self) { try Tokenizer(metadata: meta) }
     }
+
+    /// FuzzTokenizer's seeds (Tests/Reference/tokenizer_corpus.py): the valid ones build a tokenizer
+    /// that encodes and decodes; the broken ones are typed errors.
+    @Test func fuzzSeedsGiveATokenizerOrATypedError() throws {
+        let dir = repositoryFile("Tests/Corpus/tokenizer")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(names.count >= 7)
+        let valid: Set = ["bytelevel.json", "sentencepiece_bpe.json", "gguf_gpt2.gguf", "gguf_spm.gguf"]
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))
+            let body = Array(bytes.dropFirst())
+            do {
+                let tokenizer: Inference.Tokenizer
+                if bytes[0] % 2 == 0 {
+                    tokenizer = try Inference.Tokenizer(huggingFaceJSON: try JSONValue.parse(body, path: name))
+                } else {
+                    let gguf = try body.withUnsafeBytes { try GGUFFile(mapping: MappedFile(copying: $0, path: name)) }
+                    tokenizer = try Inference.Tokenizer(metadata: gguf.metadata, addsBOSByDefault: bytes[0] & 2 != 0)
+                }
+                #expect(valid.contains(name), "\(name) was accepted")
+                let ids = tokenizer.encode("hello ab a\n\n")
+                #expect(!ids.isEmpty && ids.allSatisfy { $0 >= 0 && Int($0) < tokenizer.vocabularySize }, "\(name)")
+                if name == "gguf_spm.gguf" {
+                    // <s>, ▁a (score −0.5 beats ▁ + a), the user-defined "\n\n" cut out first.
+                    #expect(tokenizer.encode(" a\n\n") == [1, 5, 6])
+                }
+                _ = try tokenizer.decode(ids)
+            } catch is InferenceError {
+                #expect(!valid.contains(name), "\(name) was refused")
+            } catch is TensorFileError {
+                #expect(!valid.contains(name), "\(name) was refused")
+            }
+        }
+    }
 }

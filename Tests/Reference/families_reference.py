@@ -482,29 +482,8 @@ def rope(x, n_heads, hd, cos, sin):
     return np.concatenate([a * c - b * s, b * c + a * s], axis=-1).reshape(T, n_heads * hd)
 
 
-def fake_quantize(x, bits, group):
-    out = np.empty_like(x)
-    qmax = 2.0 ** bits - 1
-    for start in range(0, x.shape[1], group):
-        g = x[:, start:start + group]
-        lo, hi = g.min(axis=1, keepdims=True), g.max(axis=1, keepdims=True)
-        scale = (hi - lo) / qmax
-        safe = np.where(scale == 0, 1.0, scale)
-        q = np.clip(np.rint((g - lo) / safe), 0, qmax)  # np.rint: round half to even
-        out[:, start:start + group] = np.where(scale == 0, lo, q * scale + lo)
-    return out
-
-
-def compress(x, rank, bits, group, basis):
-    if rank is not None and rank < x.shape[1]:
-        u = basis[:, :rank]
-        c = x @ u
-        if bits < 16:
-            c = fake_quantize(c, bits, group or rank)
-        return c @ u.T
-    if bits < 16:
-        return fake_quantize(x, bits, group or x.shape[1])
-    return x
+# kvscope's quantizer and low-rank branch, shared with the llama grid reference (same definitions).
+from kv_grid_reference import compress, fake_quantize  # noqa: E402,F401
 
 
 def gelu_tanh(x):
