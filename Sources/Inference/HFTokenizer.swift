@@ -15,19 +15,18 @@ import TensorFiles
 /// template starts with a special token. Anything else is an error naming the field.
 extension Tokenizer {
     /// Reads `path`.
-    /// - Parameter addsBOSByDefault: used only when the file has no post-processor (the `tokenizers`
-    ///   library then adds none: keep false to tokenize as it does).
     /// - Throws: ``TensorFileError`` for unreadable JSON, ``InferenceError/unsupportedTokenizer(_:)``
     ///   and ``InferenceError/invalidMetadata(key:detail:)`` for what kvscope does not implement or
     ///   what is inconsistent.
-    public init(huggingFaceJSONAt path: String, addsBOSByDefault: Bool = false) throws {
+    public init(huggingFaceJSONAt path: String) throws {
         let file = try MappedFile(path: path)
         let json = try JSONValue.parse(Array(file.bytes), path: path)
-        try self.init(huggingFaceJSON: json, addsBOSByDefault: addsBOSByDefault)
+        try self.init(huggingFaceJSON: json)
     }
 
     /// Builds the tokenizer from a parsed tokenizer.json.
-    public init(huggingFaceJSON json: JSONValue, addsBOSByDefault: Bool = false) throws {
+    /// BOS is added only when the post-processor's template starts with it, as `tokenizers` does.
+    public init(huggingFaceJSON json: JSONValue) throws {
         func bad(_ key: String, _ detail: String) -> InferenceError { .invalidMetadata(key: key, detail: detail) }
         guard case .object = json, let model = json["model"] else { throw bad("model", "missing: not a tokenizer.json") }
         let type = model["type"]?.string ?? "BPE"
@@ -136,11 +135,10 @@ extension Tokenizer {
         }
 
         // BOS from the post-processor's template.
-        var bos: Int32?, addsBOS = addsBOSByDefault
+        var bos: Int32?, addsBOS = false
         var ids = [String: Int32](minimumCapacity: tokens.count)
         for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
         if let post = json["post_processor"], post != .null {
-            addsBOS = false
             let processors = post["type"]?.string == "Sequence" ? (post["processors"]?.array ?? []) : [post]
             for p in processors where p["type"]?.string == "TemplateProcessing" {
                 if let first = p["single"]?.array?.first, let name = first["SpecialToken"]?["id"]?.string {

@@ -4,34 +4,31 @@ import TensorFiles
 /// Loads an opened model for inference: a GGUF of a known family, or an HF checkpoint (a
 /// safetensors file or folder with config.json and tokenizer.json beside it).
 public enum ModelLoader {
-    /// The family an opened model belongs to, or nil when kvscope cannot run it.
-    public static func architecture(of opened: OpenedModel) -> Architecture? {
-        switch opened.format {
-        case .gguf:
-            return opened.metadata["general.architecture"]?.stringValue.flatMap(Architecture.gguf)
-        case .safetensors:
-            guard opened.configPath != nil else { return nil }
-            return opened.metadata["model_type"]?.stringValue.flatMap { Architecture.huggingFace(modelType: $0) }
-        case .npy:
-            return nil
-        }
-    }
-
-    /// Why `opened` cannot be run, in one line, or nil when it can.
-    public static func unsupportedReason(_ opened: OpenedModel) -> String? {
+    /// The family of `opened`, or why kvscope cannot run it (one line).
+    static func resolve(_ opened: OpenedModel) -> Result<Architecture, TensorFileError> {
+        func fail(_ why: String) -> Result<Architecture, TensorFileError> { .failure(TensorFileError(path: opened.file.path, why)) }
         switch opened.format {
         case .gguf:
             let name = opened.metadata["general.architecture"]?.stringValue ?? "?"
-            return Architecture.gguf(name) == nil
-                ? "\"\(name)\" is not a family kvscope runs (\(Architecture.knownNames))" : nil
+            return Architecture.gguf(name).map { .success($0) }
+                ?? fail("\"\(name)\" is not a family kvscope runs (\(Architecture.knownNames))")
         case .safetensors:
-            guard opened.configPath != nil else { return "inference needs config.json beside the safetensors weights" }
+            guard opened.configPath != nil else { return fail("inference needs config.json beside the safetensors weights") }
             let type = opened.metadata["model_type"]?.stringValue ?? "?"
-            return Architecture.huggingFace(modelType: type) == nil
-                ? "model_type \"\(type)\" is not a family kvscope runs (\(Architecture.knownNames))" : nil
+            return Architecture.huggingFace(modelType: type).map { .success($0) }
+                ?? fail("model_type \"\(type)\" is not a family kvscope runs (\(Architecture.knownNames))")
         case .npy:
-            return "inference needs a GGUF model or an HF checkpoint"
+            return fail("inference needs a GGUF model or an HF checkpoint")
         }
+    }
+
+    /// The family an opened model belongs to, or nil when kvscope cannot run it.
+    public static func architecture(of opened: OpenedModel) -> Architecture? { try? resolve(opened).get() }
+
+    /// Why `opened` cannot be run, in one line, or nil when it can.
+    public static func unsupportedReason(_ opened: OpenedModel) -> String? {
+        if case .failure(let e) = resolve(opened) { return e.message }
+        return nil
     }
 
     /// The dense model and its tokenizer. GGUF: the tokenizer reads the file's full metadata (the
@@ -39,7 +36,7 @@ public enum ModelLoader {
     /// - Throws: ``TensorFileError`` for unreadable files, ``InferenceError`` for an unsupported or
     ///   inconsistent model.
     public static func load(_ opened: OpenedModel) throws -> (model: TransformerModel, tokenizer: Tokenizer) {
-        if let reason = unsupportedReason(opened) { throw TensorFileError(path: opened.file.path, reason) }
+        _ = try resolve(opened).get()
         switch opened.format {
         case .gguf:
             guard let gguf = opened.file as? GGUFFile else {
